@@ -1,0 +1,295 @@
+import { readFile } from 'node:fs/promises';
+import { parseDocument } from 'yaml';
+
+/** The `event_broker` section of an endpoints.yml, Rasa's rules applied. */
+export interface BrokerConfig {
+  /**
+   * Normalised adapter name ('amqp' | 'kafka' | 'file' | 'sql' | 'memory' | 'sqs' | 'redis'),
+   * or a custom module specifier, verbatim.
+   */
+  readonly type: string;
+  /** The `type` (or `store_type`) after `${VAR}` substitution; undefined when absent (then pika applies). */
+  readonly typeAsWritten?: string;
+  /**
+   * Every other key of the section, with `${VAR}` substituted; values keep their YAML types except
+   * substituted strings, which stay strings like in Rasa. `type`/`store_type` removed.
+   */
+  readonly options: Readonly<Record<string, unknown>>;
+  /** Where the config came from, for error messages (the file path, or '<inline>'). */
+  readonly source: string;
+  /** The endpoints.yml section this came from, for error messages; `event_broker` when absent. */
+  readonly section?: string;
+}
+
+/** Options for {@link loadEndpoints}, {@link parseEndpoints} and {@link brokerConfig}. */
+export interface LoadEndpointsOptions {
+  /** Variables for `${VAR}` substitution; defaults to `process.env`. */
+  readonly env?: Env;
+  /** The top-level key to read; defaults to `event_broker`. */
+  readonly section?: string;
+}
+
+/** A configuration problem; the message reads `[parley] <source>: <key>: <detail>`. */
+export class ConfigError extends Error {
+  /** The file path (or `<inline>`) the configuration came from. */
+  readonly source: string;
+  /** The key path at fault, e.g. `event_broker.port`, when the problem is about one key. */
+  readonly key?: string;
+
+  /** Builds the message from its parts so every error in Parley reads the same. */
+  constructor(source: string, key: string | undefined, detail: string, options?: { cause?: unknown }) {
+    super(`[parley] ${source}: ${key === undefined ? '' : `${key}: `}${detail}`, options);
+    this.name = 'ConfigError';
+    this.source = source;
+    if (key !== undefined) this.key = key;
+  }
+}
+
+const AMQP_ALIASES = ['pika', 'rabbitmq', 'amqp'];
+const OTHER_TYPES = ['kafka', 'file', 'sql', 'memory', 'sqs', 'redis'];
+// Rasa's resolver is `^(.*)\$\{(.*)\}(.*)$`; `.` stops at newlines in both languages.
+const TRIGGER = /\$\{.*\}/;
+// posixpath.expandvars' own pattern (re.ASCII, so \w is ASCII here as in JS).
+const REFERENCE = /\$(\w+|\{[^}]*\})/g;
+const SECRET_KEY = /pass|secret|token|key|credential/i;
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/**
+ * Reads an endpoints.yml file. Returns undefined when the file has no such section (like Rasa). Throws
+ * ConfigError for unreadable files, invalid YAML (with line/col), non-mapping sections, unknown types and
+ * unset environment variables.
+ */
+export async function loadEndpoints(
+  path: string,
+  options?: LoadEndpointsOptions,
+): Promise<BrokerConfig | undefined> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (cause) {
+    // Rasa logs and runs without a broker; silently losing every event is worse than failing at start-up.
+    throw new ConfigError(path, undefined, `cannot read file: ${(cause as Error).message}`, { cause });
+  }
+  return parseEndpoints(text, path, options);
+}
+
+/** Same, from YAML text already in memory (source names it in errors). */
+export function parseEndpoints(
+  yamlText: string,
+  source = '<inline>',
+  options?: LoadEndpointsOptions,
+): BrokerConfig | undefined {
+  const section = options?.section ?? 'event_broker';
+  // Rasa reads YAML 1.2 with ruamel, which honours `<<` merge keys and rejects duplicate keys.
+  const doc = parseDocument(yamlText, { version: '1.2', merge: true, uniqueKeys: true, prettyErrors: true });
+  const error = doc.errors[0];
+  if (error) {
+    // The pretty message quotes the offending line, which may hold a password: keep only the position.
+    const where = error.linePos ? ` at line ${error.linePos[0].line}, column ${error.linePos[0].col}` : '';
+    throw new ConfigError(source, undefined, `invalid YAML${where}: ${error.message.split(' at line ')[0]}`);
+  }
+  let content: unknown;
+  try {
+    content = doc.toJS();
+  } catch (cause) {
+    throw new ConfigError(source, undefined, `invalid YAML: ${(cause as Error).message}`, { cause });
+  }
+  if (content === null || content === undefined) return undefined;
+  if (!isMapping(content)) {
+    throw new ConfigError(source, undefined, `expected a mapping of sections, found ${describe(content)}`);
+  }
+  const value = content[section];
+  // Rasa's `content.get(endpoint_type) is None`: an empty `event_broker:` means no broker, too.
+  if (value === null || value === undefined) return undefined;
+  return brokerConfig(value as Record<string, unknown>, source, options);
+}
+
+/** Normalises a section given as an object (e.g. built in code): same type rules and substitution. */
+export function brokerConfig(
+  section: Record<string, unknown>,
+  source = '<inline>',
+  options?: LoadEndpointsOptions,
+): BrokerConfig {
+  const name = options?.section ?? 'event_broker';
+  if (!isMapping(section)) {
+    throw new ConfigError(source, name, `expected a mapping of broker options, found ${describe(section)}`);
+  }
+  const env = options?.env ?? process.env;
+  const expanded = substitute(section, name, env, source) as Record<string, unknown>;
+  // Rasa's `kwargs.pop("store_type", kwargs.pop("type", None))` runs inside out: both go, store_type wins.
+  const typeKey = 'store_type' in expanded ? 'store_type' : 'type';
+  const { type: _type, store_type: _storeType, ...rest } = expanded;
+  const raw = expanded[typeKey];
+  const base = { options: Object.freeze(rest), source, section: name };
+  if (raw === null || raw === undefined) return Object.freeze({ type: 'amqp', ...base });
+  if (typeof raw !== 'string') {
+    throw new ConfigError(source, `${name}.${typeKey}`, `expected a string, found ${describe(raw)}`);
+  }
+  const lower = raw.toLowerCase();
+  const known = AMQP_ALIASES.includes(lower) ? 'amqp' : OTHER_TYPES.includes(lower) ? lower : undefined;
+  // Rasa imports any other type as `module.Class`; Parley adds npm packages and paths for JS adapters.
+  const custom = /[./]/.test(raw) || raw.startsWith('@') ? raw : undefined;
+  const type = known ?? custom;
+  if (type !== undefined) return Object.freeze({ type, typeAsWritten: raw, ...base });
+  const accepted = [...AMQP_ALIASES, ...OTHER_TYPES].join(', ');
+  throw new ConfigError(
+    source,
+    `${name}.${typeKey}`,
+    `unknown broker type ${JSON.stringify(raw)}; expected one of ${accepted}, ` +
+      'or a module specifier (a Python-style dotted path, a package name or a path)',
+  );
+}
+
+/**
+ * Rasa expands only scalars its resolver matches (ones containing `${...}`), so `pa$$word` stays literal;
+ * within those, `$X` is expanded too. Rasa's resolver sees only plain scalars, so it most likely leaves
+ * quoted ones alone (unverified); Parley expands both because `password: "${PW}"` is what users write.
+ */
+function substitute(value: unknown, path: string, env: Env, source: string): unknown {
+  if (Array.isArray(value)) return value.map((item, i) => substitute(item, `${path}[${i}]`, env, source));
+  if (isMapping(value)) {
+    return Object.fromEntries(
+      Object.entries(value).map(([k, v]) => [k, substitute(v, `${path}.${k}`, env, source)]),
+    );
+  }
+  if (typeof value !== 'string' || !TRIGGER.test(value)) return value;
+  const missing: string[] = [];
+  // One pass, like expandvars: a value that itself contains `$` is inserted as is, never re-expanded.
+  const result = value.replace(REFERENCE, (match, ref: string) => {
+    const name = ref.startsWith('{') ? ref.slice(1, -1) : ref;
+    const found = env[name];
+    if (found !== undefined) return found;
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: shows the empty reference as the user wrote it
+    missing.push(name === '' ? '${}' : name);
+    return match;
+  });
+  if (missing.length > 0) {
+    const names = [...new Set(missing)];
+    throw new ConfigError(
+      source,
+      path,
+      `environment variable${names.length > 1 ? 's' : ''} ${names.join(', ')} not set`,
+    );
+  }
+  return result;
+}
+
+/** Reads one adapter's keys from {@link BrokerConfig.options}; see {@link readOptions}. */
+export interface OptionReader {
+  /** A string; null or absent gives the fallback. Numbers are refused: YAML already lost their spelling. */
+  string(key: string): string | undefined;
+  string(key: string, fallback: string): string;
+  /** An integer, from a number or a string Python's `int()` accepts (`'5672'`, `'1_000'`). */
+  integer(key: string, opts?: Bounds): number | undefined;
+  integer(key: string, fallback: number, opts?: Bounds): number;
+  /** A finite number, from a number or a string Python's `float()` accepts. */
+  number(key: string, opts?: Bounds): number | undefined;
+  number(key: string, fallback: number, opts?: Bounds): number;
+  /** A boolean, from a boolean, 1/0, or true/false/yes/no/on/off/1/0 in any case. */
+  boolean(key: string): boolean | undefined;
+  boolean(key: string, fallback: boolean): boolean;
+  /** A list of strings; a single string is a one-item list (Rasa's `queues: one` → ['one']). */
+  stringList(key: string): string[] | undefined;
+  /**
+   * Finishes reading: keys that were never read are an error listing them (`unknown key "foo" for the
+   * amqp broker; known keys: …`), except keys in `warnOnly` (keys Rasa knows but this adapter ignores,
+   * mapped to the reason), which produce one warning each via `warn` (default: `process.emitWarning`).
+   * Known keys are those the adapter asked for, so read every key before calling this.
+   */
+  done(opts?: { warnOnly?: Record<string, string>; warn?: (message: string) => void }): void;
+}
+
+/** Inclusive limits for {@link OptionReader.integer} and {@link OptionReader.number}. */
+export type Bounds = { readonly min?: number; readonly max?: number };
+
+/**
+ * Reads typed options from {@link BrokerConfig.options}, converting strings the way Rasa's brokers do
+ * (`int('5672')`, booleans from 'true'/'False'/'1'/'no'…), so every adapter reports errors the same way:
+ * `[parley] endpoints.yml: event_broker.port: expected an integer, found "abc"`. Values of keys that look
+ * secret (pass, secret, token, key, credential) show as `<redacted>`, and URL credentials never show.
+ */
+export function readOptions(config: BrokerConfig, adapter: string): OptionReader {
+  const section = config.section ?? 'event_broker';
+  const read = new Set<string>();
+  const fail = (key: string, expected: string, found: unknown): never => {
+    const shown = SECRET_KEY.test(key) ? '<redacted>' : describe(found);
+    throw new ConfigError(config.source, `${section}.${key}`, `expected ${expected}, found ${shown}`);
+  };
+  const get = (key: string): unknown => {
+    read.add(key);
+    return Object.hasOwn(config.options, key) ? (config.options[key] ?? undefined) : undefined;
+  };
+  const numeric = (integer: boolean) => (key: string, a?: number | Bounds, b?: Bounds) => {
+    const [fallback, bounds] = typeof a === 'number' ? [a, b] : [undefined, a];
+    const value = get(key);
+    if (value === undefined) return fallback;
+    const what = integer ? 'an integer' : 'a number';
+    const text = typeof value === 'string' ? value.trim().replace(/(?<=\d)_(?=\d)/g, '') : undefined;
+    const pattern = integer ? /^[+-]?\d+$/ : /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
+    const parsed =
+      typeof value === 'number' ? value : text !== undefined && pattern.test(text) ? Number(text) : NaN;
+    if (!Number.isFinite(parsed) || (integer && !Number.isSafeInteger(parsed))) return fail(key, what, value);
+    const { min = -Infinity, max = Infinity } = bounds ?? {};
+    if (parsed < min || parsed > max) {
+      const range =
+        max === Infinity ? `>= ${min}` : min === -Infinity ? `<= ${max}` : `between ${min} and ${max}`;
+      return fail(key, `${what} ${range}`, value);
+    }
+    return parsed;
+  };
+  return {
+    string: ((key: string, fallback?: string) => {
+      const value = get(key);
+      if (value === undefined) return fallback;
+      return typeof value === 'string' ? value : fail(key, 'a string', value);
+    }) as OptionReader['string'],
+    integer: numeric(true) as OptionReader['integer'],
+    number: numeric(false) as OptionReader['number'],
+    boolean: ((key: string, fallback?: boolean) => {
+      const value = get(key);
+      if (value === undefined) return fallback;
+      if (typeof value === 'boolean') return value;
+      const word = String(typeof value === 'number' || typeof value === 'string' ? value : '').toLowerCase();
+      if (['true', 'yes', 'on', '1'].includes(word)) return true;
+      if (['false', 'no', 'off', '0'].includes(word)) return false;
+      return fail(key, 'a boolean', value);
+    }) as OptionReader['boolean'],
+    stringList: (key) => {
+      const value = get(key);
+      if (value === undefined) return undefined;
+      if (typeof value === 'string') return [value];
+      if (!Array.isArray(value)) return fail(key, 'a list of strings', value);
+      return value.map((item, i) =>
+        typeof item === 'string' ? item : fail(`${key}[${i}]`, 'a string', item),
+      );
+    },
+    done: (opts) => {
+      const warnOnly = opts?.warnOnly ?? {};
+      const unread = Object.keys(config.options).filter((key) => !read.has(key));
+      const unknown = unread.filter((key) => !Object.hasOwn(warnOnly, key));
+      if (unknown.length > 0) {
+        const known = [...new Set([...read, ...Object.keys(warnOnly)])].sort().join(', ') || '(none)';
+        const names = unknown.map((key) => JSON.stringify(key)).join(', ');
+        const detail = `unknown key${unknown.length > 1 ? 's' : ''} ${names} for the ${adapter} broker`;
+        throw new ConfigError(config.source, section, `${detail}; known keys: ${known}`);
+      }
+      const warn = opts?.warn ?? ((message: string) => process.emitWarning(message, 'ParleyConfigWarning'));
+      const prefix = `[parley] ${config.source}: ${section}`;
+      for (const key of unread) warn(`${prefix}.${key}: ignored by the ${adapter} broker: ${warnOnly[key]}`);
+    },
+  };
+}
+
+function isMapping(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** Shows a found value in an error; URL credentials are never printed. */
+function describe(value: unknown): string {
+  if (Array.isArray(value)) return 'a list';
+  if (isMapping(value)) return 'a mapping';
+  if (typeof value !== 'string') return String(value);
+  const safe = value.replace(/\/\/\S*@/g, '//<redacted>@');
+  return JSON.stringify(safe.length > 80 ? `${safe.slice(0, 77)}...` : safe);
+}

@@ -1,0 +1,75 @@
+/**
+ * Every error Parley throws starts with `[parley]` (and the adapter, `[parley] [kafka]`), carries a stable
+ * `code`, and never contains a credential.
+ */
+export class ParleyError extends Error {
+  /** A stable, machine-readable reason, e.g. `EVENT_INVALID`. */
+  readonly code: string;
+
+  constructor(message: string, code: string, options?: { cause?: unknown; scope?: string }) {
+    const scope = options?.scope ? ` [${options.scope}]` : '';
+    super(`[parley]${scope} ${message}`, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/** One thing wrong with an event: where, what was expected, what was found. */
+export interface ValidationIssue {
+  /** Dotted path into the event, e.g. `parse_data.intent.confidence` or `entities[0].value`. */
+  readonly path: string;
+  readonly expected: string;
+  readonly found: string;
+}
+
+/** An event that does not match its Rasa schema. `message` names the first issue; `issues` lists them all. */
+export class EventValidationError extends ParleyError {
+  readonly issues: readonly ValidationIssue[];
+  readonly path: string;
+  readonly expected: string;
+  readonly found: string;
+  /** The `event` name, when the input had one. */
+  readonly eventName: string | undefined;
+
+  constructor(eventName: string | undefined, issues: readonly ValidationIssue[]) {
+    const first = issues[0] ?? { path: '', expected: 'a valid event', found: 'something else' };
+    const what = eventName === undefined ? 'event' : `"${eventName}" event`;
+    const where = first.path === '' ? '' : ` at ${first.path}`;
+    const more =
+      issues.length > 1 ? ` (and ${issues.length - 1} more issue${issues.length > 2 ? 's' : ''})` : '';
+    super(
+      `invalid ${what}${where}: expected ${first.expected}, found ${first.found}${more}`,
+      'EVENT_INVALID',
+    );
+    this.issues = issues;
+    this.path = first.path;
+    this.expected = first.expected;
+    this.found = first.found;
+    this.eventName = eventName;
+  }
+}
+
+/** Bytes that are not an event envelope at all: not UTF-8, not JSON, not an object, no `sender_id`. */
+export class EventDecodeError extends ParleyError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'EVENT_UNDECODABLE', options);
+  }
+}
+
+/** A short, safe description of a value for error messages (strings are truncated). */
+export function describeValue(value: unknown): string {
+  if (value === undefined) return 'nothing (the key is missing)';
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return `an array of ${value.length}`;
+  switch (typeof value) {
+    case 'string':
+      return `string ${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)}`;
+    case 'number':
+    case 'boolean':
+      return `${typeof value} ${String(value)}`;
+    case 'object':
+      return 'an object';
+    default:
+      return typeof value;
+  }
+}

@@ -1,0 +1,668 @@
+/**
+ * Byte-exact compatibility with Python's `json` module as Rasa uses it (`json.dumps(obj)`, default settings).
+ *
+ * Plain JS values lose what Python keeps: the int/float distinction (`1.0` vs `1`), integers beyond 2^53 and
+ * the source order of integer-like object keys. {@link scanNumberShape} records exactly those losses from the
+ * source text so that {@link dumpsPython} can reproduce the original bytes.
+ *
+ * @module
+ */
+
+/** A tree that records, per position in a JSON value, what plain JS values cannot carry. */
+export type NumberShape =
+  /** Written as a float in the source but integral in JS (`1.0`, `-0.0`, `1e+16`): prints as a Python float. */
+  | { readonly kind: 'float' }
+  /** An integer literal beyond Number.MAX_SAFE_INTEGER: printed verbatim while the value still equals `Number(raw)`. */
+  | { readonly kind: 'raw'; readonly raw: string }
+  /**
+   * An object or array. `children` is keyed by property name or array index and holds only positions that
+   * need something. `keys` is set only for objects whose source key order differs from JS own-key order.
+   */
+  | {
+      readonly kind: 'node';
+      readonly children: ReadonlyMap<string | number, NumberShape>;
+      readonly keys?: readonly string[];
+    };
+
+/**
+ * Static float positions, e.g. `{ timestamp: true, intent_ranking: { '*': { confidence: true } } }`.
+ * `'*'` matches every array index and every property name; `true` marks a number that is always a float.
+ */
+export type FloatHints = { readonly [key: string]: FloatHints | true };
+
+/** Options for {@link dumpsPython}. */
+export interface PythonDumpOptions {
+  /** Shape recorded from the source text ({@link scanNumberShape}), if any. */
+  readonly shape?: NumberShape;
+  /** Positions that are always floats; a number is printed as a float if either this or `shape` marks it. */
+  readonly floats?: FloatHints;
+}
+
+/** Thrown by {@link parseJson} for malformed input; the message names line, column, expected and found. */
+export class JsonSyntaxError extends SyntaxError {
+  /** Zero-based UTF-16 offset of the offending character. */
+  readonly offset: number;
+  /** One-based line number. */
+  readonly line: number;
+  /** One-based column, in UTF-16 code units. */
+  readonly column: number;
+
+  /** Creates the error; `message` should already mention the position. */
+  constructor(message: string, offset: number, line: number, column: number) {
+    super(message);
+    this.name = 'JsonSyntaxError';
+    this.offset = offset;
+    this.line = line;
+    this.column = column;
+  }
+}
+
+/**
+ * Python `repr(float)` of a JS number, exactly as Python 3 prints it (and `json.dumps` writes it).
+ * NaN, Infinity and -Infinity become `NaN`, `Infinity` and `-Infinity`, as in `json.dumps`.
+ */
+export function pythonFloatRepr(n: number): string {
+  if (Number.isNaN(n)) return 'NaN';
+  const a = Math.abs(n);
+  if (a === Number.POSITIVE_INFINITY) return n > 0 ? 'Infinity' : '-Infinity';
+  if (a === 0) return Object.is(n, -0) ? '-0.0' : '0.0';
+  // Both languages print the shortest round-tripping digits; in Python's fixed range (decimal exponent
+  // -4..15) JS also uses fixed notation, so only the missing '.0' differs. The bounds are exact because a
+  // shortest repr that round-trips cannot cross a power of ten that is itself a double.
+  if (a >= 1e-4 && a < 1e16) {
+    const s = String(n);
+    return s.includes('.') ? s : s + '.0';
+  }
+  const s = n.toExponential();
+  const e = s.indexOf('e');
+  // Python pads the exponent to two digits: 1e-05, 5e+16.
+  return s.length - e === 3 ? s.slice(0, e + 2) + '0' + s.slice(e + 2) : s;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Shape scanning
+
+const FLOAT: NumberShape = Object.freeze({ kind: 'float' });
+const INDEX_KEY = /^(?:0|[1-9]\d{0,9})$/;
+
+class Frame {
+  index = 0;
+  keyStart = 0;
+  keyEnd = 0;
+  expectKey: boolean;
+  /** A non-index key was seen: JS moves any later index key ahead of it. */
+  sawName = false;
+  lastIndex = -1;
+  /** Index keys may be out of JS order; checked exactly at close, since duplicate keys defeat this test. */
+  reorder = false;
+  /** Where each key starts: decoded only if `reorder` is set, and never rescanned, so scanning stays linear. */
+  keyStarts: number[] | undefined;
+  children: Map<string | number, NumberShape> | undefined;
+  constructor(readonly array: boolean) {
+    this.expectKey = !array;
+  }
+}
+
+/** Offset just past the closing quote of the string starting at `start`. */
+function stringEnd(text: string, start: number): number {
+  let j = start;
+  for (;;) {
+    j = text.indexOf('"', j + 1);
+    if (j === -1) return text.length;
+    let k = j - 1;
+    while (text.charCodeAt(k) === 0x5c) k--;
+    if ((j - k) % 2 === 1) return j + 1;
+  }
+}
+
+function decodeString(text: string, start: number, end: number): string {
+  const raw = text.slice(start + 1, end - 1);
+  return raw.includes('\\') ? (JSON.parse(text.slice(start, end)) as string) : raw;
+}
+
+/**
+ * Whether a plain decimal's fraction digits are all zero. With at most 15 digits this decides integrality
+ * exactly (15 significant digits survive a round trip through a double), sparing the slice and Number().
+ */
+function zeroFraction(text: string, from: number, to: number): boolean {
+  while (from < to && text.charCodeAt(from) === 0x30) from++;
+  return from === to;
+}
+
+function isIndexKey(key: string): boolean {
+  return INDEX_KEY.test(key) && Number(key) < 4294967295;
+}
+
+function attach(text: string, f: Frame, shape: NumberShape): void {
+  f.children ??= new Map();
+  f.children.set(f.array ? f.index : decodeString(text, f.keyStart, f.keyEnd), shape);
+}
+
+function noteKey(text: string, f: Frame, start: number, end: number): void {
+  f.keyStart = start;
+  f.keyEnd = end;
+  f.expectKey = false;
+  f.keyStarts ??= [];
+  f.keyStarts.push(start);
+  const d = text.charCodeAt(start + 1);
+  if (d === 0x5c || (d >= 0x30 && d <= 0x39)) {
+    const key = decodeString(text, start, end);
+    if (!isIndexKey(key)) f.sawName = true;
+    else if (f.sawName || Number(key) <= f.lastIndex) f.reorder = true;
+    else f.lastIndex = Number(key);
+  } else {
+    f.sawName = true;
+  }
+  // A duplicate key's later value replaces the earlier one, and so must its record.
+  f.children?.delete(decodeString(text, start, end));
+}
+
+function closeFrame(text: string, f: Frame): NumberShape | undefined {
+  let keys: string[] | undefined;
+  if (f.reorder) {
+    const src = [...new Set(f.keyStarts!.map((k) => decodeString(text, k, stringEnd(text, k))))];
+    const js = Object.keys(Object.fromEntries(src.map((k) => [k, 0])));
+    if (src.some((k, j) => k !== js[j])) keys = src;
+  }
+  if (keys !== undefined) return { kind: 'node', children: f.children ?? new Map(), keys };
+  return f.children === undefined || f.children.size === 0
+    ? undefined
+    : { kind: 'node', children: f.children };
+}
+
+/**
+ * Scans JSON text (already known to parse) and returns the {@link NumberShape} of everything `JSON.parse`
+ * loses, or `undefined` when nothing is lost. Accepts `NaN`/`Infinity`/`-Infinity`. Linear time; nesting
+ * is tracked on an explicit stack.
+ */
+export function scanNumberShape(text: string): NumberShape | undefined {
+  const stack: Frame[] = [];
+  let top: Frame | undefined;
+  let root: NumberShape | undefined;
+  const n = text.length;
+  for (let i = 0; i < n; ) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      const end = stringEnd(text, i);
+      if (top?.expectKey) noteKey(text, top, i, end);
+      i = end;
+    } else if (c === 0x2d || (c >= 0x30 && c <= 0x39)) {
+      const s = i;
+      let dot = -1;
+      let exp = false;
+      for (i++; i < n; i++) {
+        const d = text.charCodeAt(i);
+        if (d >= 0x30 && d <= 0x39) continue;
+        if (d === 0x2e) dot = i;
+        else if (d === 0x65 || d === 0x45) exp = true;
+        else if (d !== 0x2b && d !== 0x2d) break;
+      }
+      let shape: NumberShape | undefined;
+      if (dot < 0 && !exp) {
+        // '-' alone (from -Infinity) is too short to get here; 15 digits are always safe.
+        if (i - s > 15 && !Number.isSafeInteger(Number(text.slice(s, i))))
+          shape = { kind: 'raw', raw: text.slice(s, i) };
+      } else if (
+        exp || i - s > 16 ? Number.isInteger(Number(text.slice(s, i))) : zeroFraction(text, dot + 1, i)
+      ) {
+        shape = FLOAT;
+      }
+      if (shape !== undefined) {
+        if (top === undefined) root = shape;
+        else attach(text, top, shape);
+      }
+    } else if (c === 0x7b || c === 0x5b) {
+      if (top !== undefined) stack.push(top);
+      top = new Frame(c === 0x5b);
+      i++;
+    } else if (c === 0x7d || c === 0x5d) {
+      if (top === undefined) break;
+      const shape = closeFrame(text, top);
+      top = stack.pop();
+      if (shape !== undefined) {
+        if (top === undefined) root = shape;
+        else attach(text, top, shape);
+      }
+      i++;
+    } else {
+      if (c === 0x2c && top !== undefined) {
+        if (top.array) top.index++;
+        else top.expectKey = true;
+      }
+      i++;
+    }
+  }
+  return root;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Parsing
+
+const MAX_DEPTH = 512;
+const PLAIN_RUN = /[^"\\\x00-\x1f]*/y;
+const ESCAPED = '"\\/bfnrt';
+const UNESCAPED = '"\\/\b\f\n\r\t';
+const LITERAL_STARTS = 'tfnNI-';
+const LITERALS = ['true', 'false', 'null', 'NaN', 'Infinity', '-Infinity'];
+const LITERAL_VALUES = [true, false, null, Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY];
+const HEX4 = /^[\da-fA-F]{4}$/;
+let scanEnd = 0;
+
+function fail(text: string, offset: number, head: string, tail = ''): JsonSyntaxError {
+  let line = 1;
+  let lineStart = 0;
+  for (let j = text.indexOf('\n'); j !== -1 && j < offset; j = text.indexOf('\n', j + 1)) {
+    line++;
+    lineStart = j + 1;
+  }
+  const column = offset - lineStart + 1;
+  const message = `${head} at line ${line}, column ${column} (offset ${offset})${tail}`;
+  return new JsonSyntaxError(message, offset, line, column);
+}
+
+function unexpected(text: string, offset: number, expected: string): JsonSyntaxError {
+  const c = text.charCodeAt(offset);
+  const found =
+    offset >= text.length
+      ? 'end of input'
+      : c >= 0x20 && c < 0x7f
+        ? `'${text[offset]}'`
+        : `U+${c.toString(16).toUpperCase().padStart(4, '0')}`;
+  return fail(text, offset, `Unexpected ${found}`, `: expected ${expected}`);
+}
+
+function isWs(c: number): boolean {
+  return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
+}
+
+function readString(text: string, start: number): string {
+  let out = '';
+  for (let i = start + 1; ; ) {
+    PLAIN_RUN.lastIndex = i;
+    PLAIN_RUN.test(text);
+    const j = PLAIN_RUN.lastIndex;
+    const c = text.charCodeAt(j);
+    if (c === 0x22) {
+      scanEnd = j + 1;
+      return out + text.slice(i, j);
+    }
+    if (c !== 0x5c) {
+      throw unexpected(text, j, j >= text.length ? `'"'` : 'an escape sequence, not a raw control character');
+    }
+    out += text.slice(i, j);
+    const e = text.charCodeAt(j + 1);
+    if (e === 0x75) {
+      const hex = text.slice(j + 2, j + 6);
+      if (!HEX4.test(hex))
+        throw unexpected(text, j + 2 + (/[^\da-fA-F]/.exec(hex)?.index ?? 4), 'a hex digit');
+      out += String.fromCharCode(Number.parseInt(hex, 16));
+      i = j + 6;
+    } else {
+      const k = j + 1 < text.length ? ESCAPED.indexOf(text.charAt(j + 1)) : -1;
+      if (k < 0) throw unexpected(text, j + 1, `one of "\\/bfnrtu after '\\'`);
+      out += UNESCAPED.charAt(k);
+      i = j + 2;
+    }
+  }
+}
+
+function skipDigits(text: string, i: number, what: string): number {
+  const c = text.charCodeAt(i);
+  if (!(c >= 0x30 && c <= 0x39)) throw unexpected(text, i, what);
+  while (++i < text.length) {
+    const d = text.charCodeAt(i);
+    if (!(d >= 0x30 && d <= 0x39)) break;
+  }
+  return i;
+}
+
+function readNumber(text: string, start: number): number {
+  let i = text.charCodeAt(start) === 0x2d ? start + 1 : start;
+  i = text.charCodeAt(i) === 0x30 ? i + 1 : skipDigits(text, i, 'a digit');
+  if (text.charCodeAt(i) === 0x2e) i = skipDigits(text, i + 1, 'a digit after the decimal point');
+  if ((text.charCodeAt(i) | 0x20) === 0x65) {
+    const s = text.charCodeAt(i + 1);
+    i = skipDigits(text, s === 0x2b || s === 0x2d ? i + 2 : i + 1, 'a digit in the exponent');
+  }
+  scanEnd = i;
+  return Number(text.slice(start, i));
+}
+
+function readLiteral(text: string, start: number, word: string, value: unknown): unknown {
+  for (let k = 0; k < word.length; k++) {
+    if (text.charCodeAt(start + k) !== word.charCodeAt(k)) throw unexpected(text, start + k, `'${word}'`);
+  }
+  scanEnd = start + word.length;
+  return value;
+}
+
+function setKey(obj: Record<string, unknown>, key: string, value: unknown): void {
+  // Plain assignment of '__proto__' would replace the prototype; JSON.parse creates an own property.
+  if (key === '__proto__') {
+    Object.defineProperty(obj, key, { value, writable: true, enumerable: true, configurable: true });
+  } else {
+    obj[key] = value;
+  }
+}
+
+/** Reads `"key" :` at `i` (after whitespace) and returns the key; `scanEnd` is left after the colon. */
+function readKey(text: string, i: number, expected: string): string {
+  if (text.charCodeAt(i) !== 0x22) throw unexpected(text, i, expected);
+  const key = readString(text, i);
+  i = scanEnd;
+  while (isWs(text.charCodeAt(i))) i++;
+  if (text.charCodeAt(i) !== 0x3a) throw unexpected(text, i, `':'`);
+  scanEnd = i + 1;
+  return key;
+}
+
+/** The full grammar with positioned errors; only reached when JSON.parse fails or nesting is too deep. */
+function parseSlow(text: string): unknown {
+  const n = text.length;
+  const stack: (unknown[] | Record<string, unknown>)[] = [];
+  const keys: string[] = [];
+  let i = 0;
+  for (;;) {
+    while (isWs(text.charCodeAt(i))) i++;
+    const c = text.charCodeAt(i);
+    let value: unknown;
+    if (c === 0x5b || c === 0x7b) {
+      if (stack.length === MAX_DEPTH) throw fail(text, i, `nesting deeper than ${MAX_DEPTH}`);
+      i++;
+      while (isWs(text.charCodeAt(i))) i++;
+      const d = text.charCodeAt(i);
+      if (c === 0x5b && d === 0x5d) value = [];
+      else if (c === 0x7b && d === 0x7d) value = {};
+      else if (c === 0x5b) {
+        stack.push([]);
+        keys.push('');
+        continue;
+      } else {
+        keys.push(readKey(text, i, `a string key or '}'`));
+        stack.push({});
+        i = scanEnd;
+        continue;
+      }
+      i++;
+    } else {
+      const literal = LITERAL_STARTS.indexOf(text.charAt(i) || '?');
+      if (c === 0x22) value = readString(text, i);
+      else if ((c === 0x2d && text.charCodeAt(i + 1) !== 0x49) || (c >= 0x30 && c <= 0x39))
+        value = readNumber(text, i);
+      else if (literal >= 0) value = readLiteral(text, i, LITERALS[literal]!, LITERAL_VALUES[literal]);
+      else throw unexpected(text, i, 'a value');
+      i = scanEnd;
+    }
+    // Store the value, then close every container that ends right after it.
+    for (;;) {
+      const top = stack[stack.length - 1];
+      while (isWs(text.charCodeAt(i))) i++;
+      if (top === undefined) {
+        if (i < n) throw unexpected(text, i, 'end of input');
+        return value;
+      }
+      const array = Array.isArray(top);
+      if (array) top.push(value);
+      else setKey(top, keys[keys.length - 1]!, value);
+      const d = text.charCodeAt(i);
+      if (d === 0x2c) {
+        i++;
+        if (!array) {
+          while (isWs(text.charCodeAt(i))) i++;
+          keys[keys.length - 1] = readKey(text, i, 'a string key');
+          i = scanEnd;
+        }
+        break;
+      }
+      if (d !== (array ? 0x5d : 0x7d)) throw unexpected(text, i, array ? `',' or ']'` : `',' or '}'`);
+      i++;
+      stack.pop();
+      keys.pop();
+      value = top;
+    }
+  }
+}
+
+function deeperThanMax(text: string): boolean {
+  // Counting openers (memchr-fast, strings included) rules out nearly every text without a real scan.
+  let openers = 0;
+  for (let j = text.indexOf('['); j !== -1 && openers <= MAX_DEPTH; j = text.indexOf('[', j + 1)) openers++;
+  for (let j = text.indexOf('{'); j !== -1 && openers <= MAX_DEPTH; j = text.indexOf('{', j + 1)) openers++;
+  if (openers <= MAX_DEPTH) return false;
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) i = stringEnd(text, i) - 1;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > MAX_DEPTH) return true;
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return false;
+}
+
+/**
+ * Parses JSON text like `JSON.parse`, additionally accepting Python's `NaN`, `Infinity` and `-Infinity`.
+ * Duplicate keys keep the last value at the first key's position; `__proto__` becomes an own property.
+ *
+ * @throws {@link JsonSyntaxError} on malformed input or nesting deeper than 512.
+ */
+export function parseJson(text: string): unknown {
+  let value: unknown;
+  try {
+    // The native parser accepts exactly the same grammar minus the non-finite tokens, and is far faster.
+    value = JSON.parse(text);
+  } catch {
+    return parseSlow(text);
+  }
+  return deeperThanMax(text) ? parseSlow(text) : value;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Encoding
+
+const MAX_ENCODE_DEPTH = 1000; // Python's own recursion limit: deeper values cannot come from Rasa anyway.
+const NEEDS_ESCAPE = /[\x00-\x1f"\\\x7f-\uffff]/;
+const IDENTIFIER = /^[A-Za-z_$][\w$]*$/;
+const HEX = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, '0'));
+const ESCAPE: (string | undefined)[] = [];
+for (let c = 0; c < 0x20; c++) ESCAPE[c] = '\\u00' + HEX[c];
+for (const c of '\b\t\n\f\r"\\') ESCAPE[c.charCodeAt(0)] = JSON.stringify(c).slice(1, -1);
+ESCAPE[0x7f] = '\\u007f';
+/** Quoted keys: events repeat the same few dozen, and a lookup beats the escape test. */
+const quotedKeys = new Map<string, string>();
+
+type Hint = FloatHints | true | undefined;
+type Node = Extract<NumberShape, { kind: 'node' }>;
+
+class EncodeError extends Error {
+  /** Innermost segment first: each container appends its own while the error unwinds. */
+  readonly path: (string | number)[] = [];
+  constructor(
+    readonly reason: string,
+    readonly range = false,
+  ) {
+    super(reason);
+  }
+}
+
+function quoteSlow(s: string): string {
+  let out = '"';
+  let last = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    let e: string | undefined;
+    if (c < 0x80) {
+      e = ESCAPE[c];
+      if (e === undefined) continue;
+    } else {
+      e = '\\u' + HEX[c >> 8] + HEX[c & 0xff];
+    }
+    if (i > last) out += s.slice(last, i);
+    out += e;
+    last = i + 1;
+  }
+  return out + s.slice(last) + '"';
+}
+
+function quote(s: string): string {
+  return NEEDS_ESCAPE.test(s) ? quoteSlow(s) : '"' + s + '"';
+}
+
+function quoteKey(k: string): string {
+  let q = quotedKeys.get(k);
+  if (q === undefined) {
+    q = quote(k);
+    if (quotedKeys.size >= 2048) quotedKeys.clear();
+    if (k.length <= 64) quotedKeys.set(k, q);
+  }
+  return q;
+}
+
+function encodeNumber(v: number, shape: NumberShape | undefined, hint: Hint): string {
+  if (shape !== undefined) {
+    if (shape.kind === 'float') return pythonFloatRepr(v);
+    if (shape.kind === 'raw' && Number(shape.raw) === v) return shape.raw;
+  }
+  if (hint === true || !Number.isInteger(v)) return pythonFloatRepr(v);
+  // Python ints never use exponent notation; String(-0) is '0', which is what a Python int prints.
+  return v > -1e21 && v < 1e21 ? String(v) : BigInt(v).toString();
+}
+
+function orderKeys(source: readonly string[], own: string[]): string[] {
+  const present = new Set(own);
+  const seen = new Set<string>();
+  const out: string[] = [];
+  for (const k of source) {
+    if (present.has(k) && !seen.has(k)) {
+      seen.add(k);
+      out.push(k);
+    }
+  }
+  for (const k of own) if (!seen.has(k)) out.push(k);
+  return out;
+}
+
+function encode(
+  v: unknown,
+  key: string | number,
+  shape: NumberShape | undefined,
+  hint: Hint,
+  stack: object[],
+): string | undefined {
+  if (typeof v === 'object' && v !== null && typeof (v as { toJSON?: unknown }).toJSON === 'function') {
+    v = (v as { toJSON(key: string): unknown }).toJSON(String(key));
+  }
+  switch (typeof v) {
+    case 'string':
+      return quote(v);
+    case 'number':
+      return encodeNumber(v, shape, hint);
+    case 'boolean':
+      return v ? 'true' : 'false';
+    case 'undefined':
+      return undefined;
+    case 'object': {
+      if (v === null) return 'null';
+      if (stack.includes(v)) throw new EncodeError('circular structure');
+      if (stack.length >= MAX_ENCODE_DEPTH)
+        throw new EncodeError(`nesting deeper than ${MAX_ENCODE_DEPTH}`, true);
+      stack.push(v);
+      const node = shape?.kind === 'node' ? shape : undefined;
+      const hints = typeof hint === 'object' ? hint : undefined;
+      const out = Array.isArray(v) ? encodeArray(v, node, hints, stack) : encodeObject(v, node, hints, stack);
+      stack.pop();
+      return out;
+    }
+    default:
+      throw new EncodeError(`cannot encode a ${typeof v}`);
+  }
+}
+
+function encodeArray(
+  a: unknown[],
+  node: Node | undefined,
+  hints: FloatHints | undefined,
+  stack: object[],
+): string {
+  if (a.length === 0) return '[]';
+  let out = '[';
+  let i = 0;
+  try {
+    for (; i < a.length; i++) {
+      if (i > 0) out += ', ';
+      out +=
+        encode(
+          a[i],
+          i,
+          node?.children.get(i),
+          hints === undefined ? undefined : (hints[i] ?? hints['*']),
+          stack,
+        ) ?? 'null';
+    }
+  } catch (e) {
+    if (e instanceof EncodeError) e.path.push(i);
+    throw e;
+  }
+  return out + ']';
+}
+
+function encodeObject(
+  o: object,
+  node: Node | undefined,
+  hints: FloatHints | undefined,
+  stack: object[],
+): string {
+  const keys = node?.keys === undefined ? Object.keys(o) : orderKeys(node.keys, Object.keys(o));
+  let out = '{';
+  let k = '';
+  try {
+    for (let j = 0; j < keys.length; j++) {
+      k = keys[j]!;
+      const child = (o as Record<string, unknown>)[k];
+      const s = encode(
+        child,
+        k,
+        node?.children.get(k),
+        hints === undefined ? undefined : (hints[k] ?? hints['*']),
+        stack,
+      );
+      if (s === undefined) continue;
+      if (out.length > 1) out += ', ';
+      out += quoteKey(k) + ': ' + s;
+    }
+  } catch (e) {
+    if (e instanceof EncodeError) e.path.push(k);
+    throw e;
+  }
+  return out + '}';
+}
+
+function formatPath(path: readonly (string | number)[]): string {
+  let s = '$';
+  for (let j = path.length - 1; j >= 0; j--) {
+    const p = path[j]!;
+    s += typeof p === 'number' ? `[${p}]` : IDENTIFIER.test(p) ? `.${p}` : `[${JSON.stringify(p)}]`;
+  }
+  return s;
+}
+
+/**
+ * Python `json.dumps(value)` with default settings, byte for byte. Integral numbers print as Python ints
+ * unless `options` marks them as floats; `undefined` properties are skipped and `toJSON` is honoured, as in
+ * `JSON.stringify`.
+ *
+ * @throws TypeError for functions, symbols, bigints, a top-level `undefined` or a circular structure (the
+ *   message names the path, e.g. `$.a[0]`); RangeError for nesting deeper than 1000.
+ */
+export function dumpsPython(value: unknown, options?: PythonDumpOptions): string {
+  let out: string | undefined;
+  try {
+    out = encode(value, '', options?.shape, options?.floats, []);
+  } catch (e) {
+    if (!(e instanceof EncodeError)) throw e;
+    const message = `${e.reason} at ${formatPath(e.path)}`;
+    throw e.range ? new RangeError(message) : new TypeError(message);
+  }
+  if (out === undefined) throw new TypeError('cannot encode undefined at $');
+  return out;
+}
