@@ -23,7 +23,7 @@ const schemasByName: Record<string, TSchema> = Object.assign(
   eventSchemas,
   legacyEventSchemas,
 );
-const validators: Record<string, TypeCheck<TSchema>> = Object.create(null);
+const validators = new Map<string, TypeCheck<TSchema>>();
 let unknownValidator: TypeCheck<TSchema> | undefined;
 
 function compile(schema: TSchema): TypeCheck<TSchema> {
@@ -38,12 +38,10 @@ function compile(schema: TSchema): TypeCheck<TSchema> {
 }
 
 function validatorFor(name: string): TypeCheck<TSchema> | undefined {
-  const cached = validators[name];
-  if (cached) return cached;
   const schema = schemasByName[name];
   if (!schema) return undefined;
   const compiled = compile(schema);
-  validators[name] = compiled;
+  validators.set(name, compiled);
   return compiled;
 }
 
@@ -61,9 +59,9 @@ export function isKnownEvent(event: AnyEvent): event is RasaEvent {
 export function parseEvent(input: unknown, options: ParseOptions & { strict: true }): RasaEvent;
 export function parseEvent(input: unknown, options?: ParseOptions): AnyEvent;
 export function parseEvent(input: unknown, options?: ParseOptions): AnyEvent {
-  const result = safeParseEvent(input, options);
-  if (result.success) return result.event;
-  throw result.error;
+  const result = checkEvent(input, options?.strict === true);
+  if (result instanceof EventValidationError) throw result;
+  return result;
 }
 
 /** Like `parseEvent`, but returns `{ success, event }` or `{ success: false, error }` instead of throwing. */
@@ -73,33 +71,45 @@ export function safeParseEvent(
 ): ParseResult<RasaEvent>;
 export function safeParseEvent(input: unknown, options?: ParseOptions): ParseResult<AnyEvent>;
 export function safeParseEvent(input: unknown, options?: ParseOptions): ParseResult<AnyEvent> {
+  const result = checkEvent(input, options?.strict === true);
+  return result instanceof EventValidationError
+    ? { success: false, error: result }
+    : { success: true, event: result };
+}
+
+/**
+ * The event, or the error describing what is wrong with it. Returning the error rather than a result object
+ * keeps the decode hot path free of allocations (it runs once per consumed message).
+ * @internal
+ */
+export function checkEvent(input: unknown, strict: boolean): AnyEvent | EventValidationError {
   if (typeof input !== 'object' || input === null || Array.isArray(input)) {
-    return failure(undefined, [{ path: '', expected: 'an event object', found: describeValue(input) }]);
+    return invalid(undefined, [{ path: '', expected: 'an event object', found: describeValue(input) }]);
   }
   const name = (input as { event?: unknown }).event;
   if (typeof name !== 'string') {
-    return failure(undefined, [
+    return invalid(undefined, [
       { path: 'event', expected: 'a string (the event name)', found: describeValue(name) },
     ]);
   }
-  const validator = validatorFor(name);
+  const validator = validators.get(name) ?? validatorFor(name);
   if (validator === undefined) {
-    if (options?.strict) {
+    if (strict) {
       const expected = `one of ${Object.keys(eventSchemas).join(', ')}`;
-      return failure(name, [{ path: 'event', expected, found: `unknown event ${JSON.stringify(name)}` }]);
+      return invalid(name, [{ path: 'event', expected, found: `unknown event ${JSON.stringify(name)}` }]);
     }
     unknownValidator ??= compile(UnknownEventSchema);
-    if (!unknownValidator.Check(input)) return failure(name, issuesOf(unknownValidator, input));
-    return { success: true, event: input as AnyEvent };
+    return unknownValidator.Check(input)
+      ? (input as AnyEvent)
+      : invalid(name, issuesOf(unknownValidator, input));
   }
-  if (!validator.Check(input)) return failure(name, issuesOf(validator, input));
-  if (name === 'form' || name === 'form_validation')
-    return { success: true, event: normaliseLegacy(input, name) };
-  return { success: true, event: input as AnyEvent };
+  if (!validator.Check(input)) return invalid(name, issuesOf(validator, input));
+  if (name === 'form' || name === 'form_validation') return normaliseLegacy(input, name);
+  return input as AnyEvent;
 }
 
-function failure(name: string | undefined, issues: ValidationIssue[]): ParseResult<never> {
-  return { success: false, error: new EventValidationError(name, issues) };
+function invalid(name: string | undefined, issues: ValidationIssue[]): EventValidationError {
+  return new EventValidationError(name, issues);
 }
 
 const MAX_ISSUES = 10;
