@@ -175,6 +175,14 @@ describe('decodeEvent', () => {
     expect(!r.success && r.error).toBeInstanceOf(EventDecodeError);
   });
 
+  it('limits nesting to 512 levels on every path, with or without Python tokens', () => {
+    const deep = (n: number, ts: string) =>
+      `{"sender_id": "s", "event": "x", "timestamp": ${ts}, "d": ${'['.repeat(n)}${']'.repeat(n)}}`;
+    expect(() => decodeEvent(deep(600, '1.0'))).toThrow('nesting deeper than 512');
+    expect(() => decodeEvent(deep(600, 'NaN'))).toThrow('nesting deeper than 512');
+    expect(decodeEvent(deep(500, '1.0')).event).toBe('x');
+  });
+
   it('accepts bytes, including non-ASCII written either way', () => {
     const escaped = '{"sender_id": "s\\u00e9", "event": "bot", "timestamp": 1.5, "text": "\\ud83d\\ude00"}';
     const raw = '{"sender_id":"sé","event":"bot","timestamp":1.5,"text":"😀"}';

@@ -63,16 +63,18 @@ const entityFloats: FloatHints = {
   '*': { confidence: true, confidence_entity: true, confidence_role: true },
 };
 const baseFloats: FloatHints = { timestamp: true, anonymized_at: true };
-const floatHints: Record<string, FloatHints> = {
-  user: {
-    ...baseFloats,
-    parse_data: { intent: intentFloats, intent_ranking: { '*': intentFloats }, entities: entityFloats },
-  },
-  action: { ...baseFloats, confidence: true },
-  action_execution_rejected: { ...baseFloats, confidence: true },
-  entities: { ...baseFloats, entities: entityFloats },
-  reminder: { ...baseFloats, entities: entityFloats },
-};
+const floatHints = new Map<string, FloatHints>(
+  Object.entries({
+    user: {
+      ...baseFloats,
+      parse_data: { intent: intentFloats, intent_ranking: { '*': intentFloats }, entities: entityFloats },
+    },
+    action: { ...baseFloats, confidence: true },
+    action_execution_rejected: { ...baseFloats, confidence: true },
+    entities: { ...baseFloats, entities: entityFloats },
+    reminder: { ...baseFloats, entities: entityFloats },
+  }),
+);
 
 /** Encodes an envelope to UTF-8 bytes. @throws EventValidationError when the event is invalid. */
 export function encodeEvent(envelope: EventEnvelope<AnyEvent>, options?: EncodeOptions): Uint8Array {
@@ -85,7 +87,7 @@ export function stringifyEvent(envelope: EventEnvelope<AnyEvent>, options?: Enco
   if (options?.format === 'python') {
     const source = SourceText.of(envelope);
     if (source !== undefined) return dumpsPython(envelope, { shape: scanNumberShape(source) });
-    return dumpsPython(envelope, { floats: floatHints[envelope.event] ?? baseFloats });
+    return dumpsPython(envelope, { floats: floatHints.get(envelope.event) ?? baseFloats });
   }
   return JSON.stringify(envelope);
 }
@@ -148,15 +150,11 @@ function decode(
   }
   let value: unknown;
   try {
-    value = JSON.parse(text);
-  } catch {
-    // The slow path: Python's NaN/Infinity, or a real syntax error that parseJson describes precisely.
-    try {
-      value = parseJson(text);
-    } catch (error) {
-      const why = error instanceof JsonSyntaxError ? error.message : String(error);
-      return new EventDecodeError(`payload is not JSON: ${why}`, { cause: error });
-    }
+    // JSON.parse, plus Python's NaN/Infinity and a nesting limit (512) that holds on every path.
+    value = parseJson(text);
+  } catch (error) {
+    const why = error instanceof JsonSyntaxError ? error.message : String(error);
+    return new EventDecodeError(`payload is not JSON: ${why}`, { cause: error });
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     return new EventDecodeError(

@@ -424,6 +424,8 @@ function parseSlow(text: string): unknown {
 }
 
 function deeperThanMax(text: string): boolean {
+  // Valid JSON nested deeper than MAX_DEPTH holds more than MAX_DEPTH openers and as many closers.
+  if (text.length <= 2 * MAX_DEPTH + 1) return false;
   // Counting openers (memchr-fast, strings included) rules out nearly every text without a real scan.
   let openers = 0;
   for (let j = text.indexOf('['); j !== -1 && openers <= MAX_DEPTH; j = text.indexOf('[', j + 1)) openers++;
