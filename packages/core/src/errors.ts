@@ -73,3 +73,53 @@ export function describeValue(value: unknown): string {
       return typeof value;
   }
 }
+
+/** A publish the broker did not accept: refused, or still unsent when the broker closed. */
+export class PublishError extends ParleyError {
+  constructor(scope: string, message: string, options?: { cause?: unknown; code?: string }) {
+    super(message, options?.code ?? 'PUBLISH_FAILED', { scope, cause: options?.cause });
+  }
+}
+
+/** The publish buffer is full: the broker has been unreachable for a while. The event was not taken. */
+export class BufferFullError extends ParleyError {
+  constructor(scope: string, size: number) {
+    super(
+      `publish buffer full (${size} events waiting for the broker): the event was not accepted; retry later or raise bufferSize`,
+      'BUFFER_FULL',
+      { scope },
+    );
+  }
+}
+
+/** The broker (or subscription) is closed. */
+export class BrokerClosedError extends ParleyError {
+  constructor(scope: string, what = 'broker') {
+    super(`${what} is closed`, 'BROKER_CLOSED', { scope });
+  }
+}
+
+/** The broker could not be reached (in time). */
+export class ConnectionError extends ParleyError {
+  constructor(scope: string, message: string, options?: { cause?: unknown }) {
+    super(message, 'CONNECTION_FAILED', { scope, cause: options?.cause });
+  }
+}
+
+/** A configuration that cannot work, found before anything was sent. */
+export class BrokerConfigError extends ParleyError {
+  constructor(scope: string, message: string) {
+    super(message, 'BROKER_CONFIG', { scope });
+  }
+}
+
+/** Name, message and code of any thrown value: what a dead letter records. */
+export function errorSummary(error: unknown): { name: string; message: string; code?: string } {
+  if (error instanceof Error) {
+    const code = (error as { code?: unknown }).code;
+    return typeof code === 'string'
+      ? { name: error.name, message: error.message, code }
+      : { name: error.name, message: error.message };
+  }
+  return { name: 'Error', message: String(error) };
+}

@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { parseDocument } from 'yaml';
+import { ParleyError } from '../errors.js';
 
 /** The `event_broker` section of an endpoints.yml, Rasa's rules applied. */
 export interface BrokerConfig {
@@ -30,7 +31,7 @@ export interface LoadEndpointsOptions {
 }
 
 /** A configuration problem; the message reads `[parley] <source>: <key>: <detail>`. */
-export class ConfigError extends Error {
+export class ConfigError extends ParleyError {
   /** The file path (or `<inline>`) the configuration came from. */
   readonly source: string;
   /** The key path at fault, e.g. `event_broker.port`, when the problem is about one key. */
@@ -38,8 +39,7 @@ export class ConfigError extends Error {
 
   /** Builds the message from its parts so every error in Parley reads the same. */
   constructor(source: string, key: string | undefined, detail: string, options?: { cause?: unknown }) {
-    super(`[parley] ${source}: ${key === undefined ? '' : `${key}: `}${detail}`, options);
-    this.name = 'ConfigError';
+    super(`${source}: ${key === undefined ? '' : `${key}: `}${detail}`, 'CONFIG_INVALID', options);
     this.source = source;
     if (key !== undefined) this.key = key;
   }

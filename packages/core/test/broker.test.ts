@@ -1,0 +1,239 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import {
+  actionExecuted,
+  type Broker,
+  brokerConfig,
+  createBroker,
+  createTracker,
+  defineBroker,
+  type EventEnvelope,
+  InMemoryTrackerStore,
+  MemoryHub,
+  memoryBroker,
+  memoryDriver,
+  slotSet,
+  userUttered,
+} from '../src/index.js';
+
+const quiet = { onWarning: () => {} };
+const uniq = () => `t-${Math.random().toString(36).slice(2, 10)}`;
+
+async function collect(broker: Broker, group: string, count: number): Promise<EventEnvelope[]> {
+  const seen: EventEnvelope[] = [];
+  let done!: () => void;
+  const finished = new Promise<void>((resolve) => (done = resolve));
+  const sub = broker.subscribe(
+    (e) => {
+      seen.push(e as EventEnvelope);
+      if (seen.length === count) done();
+    },
+    { group, from: 'beginning' },
+  );
+  await sub.ready;
+  await finished;
+  await sub.close();
+  return seen;
+}
+
+describe('createBroker', () => {
+  it('builds the embedded brokers from endpoints.yml keys', async () => {
+    const memory = await createBroker(
+      brokerConfig({ type: 'memory', destination: uniq(), buffer_size: 5 }),
+      quiet,
+    );
+    expect(memory.name).toBe('memory');
+    await memory.close();
+    const dir = mkdtempSync(join(tmpdir(), 'parley-'));
+    const file = await createBroker(brokerConfig({ type: 'FILE', path: join(dir, 'events.log') }), quiet);
+    expect(file.name).toBe('file');
+    await file.close();
+  });
+
+  it('reads an endpoints.yml path', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'parley-'));
+    writeFileSync(join(dir, 'endpoints.yml'), `event_broker:\n  type: memory\n  destination: ${uniq()}\n`);
+    const broker = await createBroker(join(dir, 'endpoints.yml'), quiet);
+    expect(broker.capabilities.replay).toBe(true);
+    await broker.close();
+    writeFileSync(join(dir, 'empty.yml'), 'tracker_store:\n  type: redis\n');
+    await expect(createBroker(join(dir, 'empty.yml'))).rejects.toThrow('no event_broker section');
+  });
+
+  it('names the exact install command when an adapter package is missing', async () => {
+    const config = brokerConfig({ type: 'kafka', url: 'localhost' }, 'endpoints.yml');
+    await expect(createBroker(config, { resolveFrom: tmpdir() })).rejects.toThrow(
+      'endpoints.yml: event_broker.type: the adapter is not installed: run `npm install @parley/kafka`',
+    );
+  });
+
+  it('rejects unknown keys and unsupported types clearly', async () => {
+    await expect(
+      createBroker(brokerConfig({ type: 'memory', destnation: 'x' }, 'endpoints.yml')),
+    ).rejects.toThrow('unknown key');
+    await expect(createBroker(brokerConfig({ type: 'sql', db: 'events.db' }))).rejects.toThrow(
+      'SQL event broker is not supported',
+    );
+    await expect(createBroker(brokerConfig({ type: 'memory', format: 'xml' }))).rejects.toThrow(
+      'expected "python" or "compact"',
+    );
+  });
+
+  it('loads a custom adapter from a module path, as Rasa loads a broker class', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'parley-'));
+    const core = new URL('../dist/index.js', import.meta.url).href;
+    writeFileSync(
+      join(dir, 'my-broker.mjs'),
+      `import { memoryBroker } from '${core}';\n` +
+        'export function fromEndpointConfig(config) { return memoryBroker({ destination: config.options.topic }); }\n',
+    );
+    const broker = await createBroker(brokerConfig({ type: './my-broker.mjs', topic: uniq() }), {
+      resolveFrom: dir,
+    });
+    expect(broker.name).toBe('memory');
+    await broker.close();
+    await expect(createBroker(brokerConfig({ type: './missing.mjs' }), { resolveFrom: dir })).rejects.toThrow(
+      'cannot load the custom adapter module',
+    );
+  });
+});
+
+describe('InMemoryTrackerStore (Rasa semantics)', () => {
+  it('streams only the events added since the last save, in order, as {sender_id, ...event}', async () => {
+    const hub = new MemoryHub();
+    const destination = uniq();
+    const broker = memoryBroker({ hub, destination, ...quiet });
+    const store = new InMemoryTrackerStore({ eventBroker: broker });
+    const tracker = createTracker('alice');
+    tracker.events.push(
+      actionExecuted('action_listen', { timestamp: 1 }),
+      userUttered('hi', { timestamp: 2 }),
+    );
+    await store.save(tracker);
+    tracker.events.push(slotSet('name', 'Alice', { timestamp: 3 }));
+    await store.save(tracker);
+    await store.save(tracker); // nothing new: nothing streamed
+    const published = hub.messages(destination).map((m) => JSON.parse(Buffer.from(m.body).toString()));
+    expect(published.map((e) => [e.sender_id, e.event, e.timestamp])).toEqual([
+      ['alice', 'action', 1],
+      ['alice', 'user', 2],
+      ['alice', 'slot', 3],
+    ]);
+    expect(Object.keys(published[0])[0]).toBe('sender_id');
+    expect((await store.retrieve('alice'))?.events).toHaveLength(3);
+    expect(await store.keys()).toEqual(['alice']);
+    await broker.close();
+  });
+
+  it('does not store a tracker whose events were refused, so the next save sends them again', async () => {
+    const broker = memoryBroker({ destination: uniq(), ...quiet });
+    await broker.close();
+    const store = new InMemoryTrackerStore({ eventBroker: broker });
+    const tracker = createTracker('bob', [actionExecuted('action_listen')]);
+    await expect(store.save(tracker)).rejects.toThrow('1 of 1 events not accepted');
+    expect(await store.retrieve('bob')).toBeUndefined();
+  });
+});
+
+describe('defineBroker: publishing while the broker is away', () => {
+  it('buffers in order while disconnected, then delivers everything', async () => {
+    const hub = new MemoryHub();
+    const destination = uniq();
+    const driver = memoryDriver({ hub, destination });
+    const broker = defineBroker(driver, { ...quiet, reconnect: { initialMs: 10, maxMs: 50 } });
+    await broker.ready();
+    await driver.faults?.cut();
+    const publishes = Array.from({ length: 50 }, (_, i) =>
+      broker.publish({ sender_id: 's', ...slotSet('n', i, { timestamp: i }) }),
+    );
+    await new Promise((r) => setTimeout(r, 100));
+    expect(hub.messages(destination)).toHaveLength(0);
+    expect((await broker.health()).buffered).toBe(50);
+    await driver.faults?.restore();
+    await Promise.all(publishes);
+    expect(hub.messages(destination).map((m) => JSON.parse(Buffer.from(m.body).toString()).value)).toEqual(
+      Array.from({ length: 50 }, (_, i) => i),
+    );
+    await broker.close();
+  });
+
+  it('rejects a publish when the bounded buffer is full, and rejects what is unsent at close', async () => {
+    const driver = memoryDriver({ hub: new MemoryHub(), destination: uniq() });
+    const broker = defineBroker(driver, { ...quiet, bufferSize: 3, reconnect: { initialMs: 10, maxMs: 20 } });
+    await broker.ready();
+    await driver.faults?.cut();
+    const held = [1, 2, 3].map((i) => broker.publish({ sender_id: 's', ...slotSet('n', i) }));
+    await expect(broker.publish({ sender_id: 's', ...slotSet('n', 4) })).rejects.toMatchObject({
+      code: 'BUFFER_FULL',
+      message: expect.stringContaining('[parley] [memory] publish buffer full (3 events waiting'),
+    });
+    await broker.close({ timeoutMs: 100 });
+    for (const p of held) await expect(p).rejects.toMatchObject({ code: 'UNSENT_AT_CLOSE' });
+  });
+
+  it('rejects invalid events at once, before buffering', async () => {
+    const broker = memoryBroker({ destination: uniq(), ...quiet });
+    await expect(broker.publish({ sender_id: 's', event: 'slot', timestamp: 1 } as never)).rejects.toThrow(
+      'invalid "slot" event at name',
+    );
+    const results = await broker.publishMany([
+      { sender_id: 's', ...slotSet('a', 1) },
+      { sender_id: 's', event: 'user', timestamp: 'x' } as never,
+    ]);
+    expect(results.map((r) => r.ok)).toEqual([true, false]);
+    await broker.close();
+  });
+});
+
+describe('subscriptions', () => {
+  it('routes by event type with typed handlers', async () => {
+    const broker = memoryBroker({ hub: new MemoryHub(), destination: uniq(), ...quiet });
+    const texts: string[] = [];
+    const names: string[] = [];
+    const others: string[] = [];
+    let done!: () => void;
+    const finished = new Promise<void>((r) => (done = r));
+    const sub = broker.subscribe({
+      user: (e) => void texts.push(e.text ?? ''),
+      slot: (e) => void names.push(e.name),
+      '*': (e) => {
+        others.push(e.event);
+        if (e.event === 'restart') done();
+      },
+    });
+    await sub.ready;
+    await broker.publish({ sender_id: 's', ...userUttered('hello') });
+    await broker.publish({ sender_id: 's', ...slotSet('city', 'Oslo') });
+    await broker.publish({ sender_id: 's', event: 'agent_handoff', timestamp: 1 });
+    await broker.publish({ sender_id: 's', event: 'restart', timestamp: 2 });
+    await finished;
+    expect([texts, names, others]).toEqual([['hello'], ['city'], ['agent_handoff', 'restart']]);
+    await broker.close();
+  });
+
+  it('reads a subscription as an async iterator', async () => {
+    const hub = new MemoryHub();
+    const destination = uniq();
+    const broker = memoryBroker({ hub, destination, ...quiet });
+    for (let i = 0; i < 5; i++) await broker.publish({ sender_id: 's', ...slotSet('n', i) });
+    const seen: unknown[] = [];
+    for await (const event of broker.subscribe({ group: 'g', from: 'beginning' })) {
+      if (event.event === 'slot') seen.push(event.value);
+      if (seen.length === 3) break;
+    }
+    expect(seen).toEqual([0, 1, 2]);
+    // what the loop did not take stays with the group
+    expect((await collect(broker, 'g', 2)).map((e) => (e.event === 'slot' ? e.value : undefined))).toEqual([
+      3, 4,
+    ]);
+    await broker.close();
+  });
+
+  it("refuses from: 'beginning' on a broker without history, and subscribing after close", async () => {
+    const broker = memoryBroker({ destination: uniq(), ...quiet });
+    await broker.close();
+    expect(() => broker.subscribe(() => {})).toThrow('the broker is closed');
+  });
+});

@@ -1,0 +1,490 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { appendFile, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { Delivery, DriverConsumeOptions, OutgoingMessage } from '../src/broker/contract.js';
+import {
+  type FileBrokerOptions,
+  fileDriver,
+  isRetryableFileError,
+  readDeadLetters,
+} from '../src/broker/file.js';
+
+const PYTHON = '/usr/bin/python3';
+
+let dir: string;
+let path: string;
+let warnings: string[];
+const cleanups: (() => Promise<void>)[] = [];
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'parley-file-'));
+  path = join(dir, 'logs', 'rasa_event.log');
+  warnings = [];
+});
+
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** A connected driver on this test's file, closed after the test. */
+async function driver(options: FileBrokerOptions = {}) {
+  const d = fileDriver({ path, pollIntervalMs: 20, onWarning: (m) => warnings.push(m), ...options });
+  cleanups.push(() => d.close());
+  await d.connect(new AbortController().signal);
+  return d;
+}
+
+type Driver = Awaited<ReturnType<typeof driver>>;
+
+const bytes = (s: string) => new Uint8Array(Buffer.from(s, 'utf8'));
+const text = (b: Uint8Array) => Buffer.from(b).toString('utf8');
+const line = (sender: string, n: number) =>
+  `{"sender_id": "${sender}", "event": "user", "text": "${sender}${n}"}`;
+const message = (body: string, senderId = 'x'): OutgoingMessage => ({
+  body: bytes(body),
+  senderId,
+  eventName: 'user',
+  headers: {},
+});
+
+/** Consumes group `g` from the beginning, recording every delivery. */
+async function consume(d: Driver, options: Partial<DriverConsumeOptions> = {}) {
+  const got: Delivery[] = [];
+  const consumer = await d.consume(
+    { group: 'g', prefetch: 10, from: 'beginning', ordering: 'none', ...options },
+    (delivery) => got.push(delivery),
+  );
+  return {
+    got,
+    consumer,
+    bodies: () => got.map((delivery) => text(delivery.body)),
+    until: (count: number) =>
+      vi.waitFor(() => expect(got.length).toBeGreaterThanOrEqual(count), { timeout: 5_000, interval: 10 }),
+  };
+}
+
+const settle = (ms = 120) => new Promise((done) => setTimeout(done, ms));
+const offsetOf = async (group = 'g') =>
+  JSON.parse(await readFile(`${path}.parley/${group}.offset`, 'utf8')) as { offset: number };
+
+describe('publishing', () => {
+  it('appends each body as one line, byte for byte, creating parent directories', async () => {
+    const d = await driver();
+    const bodies = [line('a', 1), '{"sender_id": "b", "text": "caf\\u00e9"}', line('a', 2)];
+    expect(await d.send(bodies.map((b) => message(b)))).toEqual([{ ok: true }, { ok: true }, { ok: true }]);
+    expect(await d.send([message(line('c', 1))])).toEqual([{ ok: true }]);
+    expect(await readFile(path, 'utf8')).toBe([...bodies, line('c', 1)].map((b) => `${b}\n`).join(''));
+    expect(d.destination).toBe(path);
+    expect(d.client).toEqual({
+      path,
+      deadLetterPath: `${path}.dead-letter.jsonl`,
+      offsetsDir: `${path}.parley`,
+    });
+    expect(d.defaultFormat).toBe('python');
+    expect(d.defaultGroup).toBe('parley');
+  });
+
+  it('refuses a body with a raw line break (not retryable) and writes the rest of the batch', async () => {
+    const d = await driver();
+    const [first, broken, last] = await d.send([
+      message(line('a', 1)),
+      message('{"a":\n1}'),
+      message(line('a', 2)),
+    ]);
+    expect(first).toEqual({ ok: true });
+    expect(broken).toMatchObject({ ok: false, retryable: false });
+    expect(broken?.ok === false && broken.error.message).toMatch(/^\[parley\] \[file\] .*raw line break/);
+    expect(last).toEqual({ ok: true });
+    expect(await readFile(path, 'utf8')).toBe(`${line('a', 1)}\n${line('a', 2)}\n`);
+  });
+
+  it('never interleaves concurrent batches mid-line, even from two writers', async () => {
+    const writers = [await driver(), await driver()];
+    await Promise.all(
+      writers.flatMap((d, w) =>
+        Array.from({ length: 20 }, (_, b) =>
+          d.send(Array.from({ length: 50 }, (_, i) => message(line(`w${w}`, b * 50 + i)))),
+        ),
+      ),
+    );
+    const lines = (await readFile(path, 'utf8')).split('\n').slice(0, -1);
+    expect(lines).toHaveLength(2_000);
+    for (const w of [0, 1]) {
+      const mine = lines.filter((l) => l.startsWith(`{"sender_id": "w${w}"`));
+      expect(mine).toEqual(Array.from({ length: 1_000 }, (_, n) => line(`w${w}`, n)));
+    }
+  });
+
+  it('reports write errors as retryable only when waiting can help', async () => {
+    for (const code of ['ENOSPC', 'EDQUOT', 'EIO', 'EAGAIN', 'EBUSY', 'EMFILE', 'ENFILE']) {
+      expect(isRetryableFileError(Object.assign(new Error(code), { code }))).toBe(true);
+    }
+    for (const code of ['EACCES', 'EISDIR', 'EROFS', 'ENOENT', undefined]) {
+      expect(isRetryableFileError(Object.assign(new Error('x'), { code }))).toBe(false);
+    }
+    expect(isRetryableFileError(null)).toBe(false);
+    await mkdir(path, { recursive: true }); // a directory where the log should be
+    const [outcome] = await (await driver()).send([message(line('a', 1))]);
+    expect(outcome).toMatchObject({ ok: false, retryable: false });
+    expect(outcome?.ok === false && outcome.error.message).toContain('EISDIR');
+  });
+});
+
+describe('consuming', () => {
+  it.skipIf(!existsSync(PYTHON))('reads a file written by Rasa (python3 missing: skipped)', async () => {
+    // Exactly Rasa's FileEventBroker: a logging.FileHandler with format %(message)s, json.dumps per event.
+    const script = `
+import json, logging, sys
+logger = logging.getLogger("event-logger")
+logger.setLevel(logging.INFO)
+handler = logging.FileHandler(sys.argv[1])
+handler.setFormatter(logging.Formatter("%(message)s"))
+logger.propagate = False
+logger.addHandler(handler)
+for event in [
+    {"sender_id": "s1", "event": "action", "timestamp": 1.0, "name": "action_listen"},
+    {"sender_id": "s1", "event": "user", "timestamp": 1.5, "text": "caf\\u00e9\\nline two", "metadata": {}},
+    {"sender_id": "s2", "event": "bot", "timestamp": 2.25, "text": "\\U0001F600", "data": {}},
+]:
+    logger.info(json.dumps(event))
+    logger.handlers[0].flush()
+`;
+    await mkdir(join(dir, 'logs'));
+    execFileSync(PYTHON, ['-c', script, path]);
+    const written = await readFile(path);
+    const d = await driver();
+    const c = await consume(d);
+    await c.until(3);
+    const lines = written.toString('latin1').split('\n').slice(0, -1);
+    expect(c.got.map((g) => Buffer.from(g.body).toString('latin1'))).toEqual(lines);
+    expect(JSON.parse(c.bodies()[1] ?? '')).toMatchObject({ text: 'café\nline two' });
+    // Sent back through the driver, the same bodies give Rasa's file byte for byte.
+    const copy = fileDriver({ path: join(dir, 'copy.log') });
+    await copy.send(c.got.map((g) => ({ ...message(''), body: g.body })));
+    expect(await readFile(join(dir, 'copy.log'))).toEqual(written);
+    await copy.close();
+  });
+
+  it('tails lines appended after it started, by this driver and by another writer', async () => {
+    const d = await driver();
+    const c = await consume(d);
+    await d.send([message(line('a', 1))]);
+    await c.until(1);
+    await appendFile(path, `${line('b', 1)}\n${line('b', 2)}\n`);
+    await c.until(3);
+    expect(c.bodies()).toEqual([line('a', 1), line('b', 1), line('b', 2)]);
+    expect(c.got.every((g) => !g.redelivered && Object.keys(g.headers).length === 0)).toBe(true);
+  });
+
+  it('waits for the newline of a partial last line', async () => {
+    await mkdir(join(dir, 'logs'));
+    await writeFile(path, `${line('a', 1)}\n{"sender_id": "a", `);
+    const c = await consume(await driver());
+    await c.until(1);
+    await settle();
+    expect(c.got).toHaveLength(1);
+    await appendFile(path, '"event": "user"}\n');
+    await c.until(2);
+    expect(c.bodies()).toEqual([line('a', 1), '{"sender_id": "a", "event": "user"}']);
+  });
+
+  it('strips CRLF line ends and a UTF-8 BOM, and skips blank lines', async () => {
+    await mkdir(join(dir, 'logs'));
+    await writeFile(path, `\uFEFF${line('a', 1)}\r\n\r\n${line('a', 2)}\r\n\n${line('a', 3)}\n`);
+    const c = await consume(await driver());
+    await c.until(3);
+    await settle();
+    expect(c.bodies()).toEqual([line('a', 1), line('a', 2), line('a', 3)]);
+  });
+
+  it('hands out deliveries round-robin to competing consumers of one group, each line once', async () => {
+    const d = await driver();
+    const consumers = [await consume(d, { prefetch: 1 }), await consume(d, { prefetch: 1 })];
+    const acking = setInterval(() => {
+      for (const c of consumers) for (const g of c.got) void g.ack();
+    }, 5);
+    await d.send(Array.from({ length: 20 }, (_, n) => message(line('s', n))));
+    await vi.waitFor(() => expect(consumers[0]!.got.length + consumers[1]!.got.length).toBe(20));
+    clearInterval(acking);
+    const all = consumers.flatMap((c) => c.bodies());
+    expect(new Set(all).size).toBe(20);
+    expect(consumers.every((c) => c.got.length >= 5)).toBe(true);
+  });
+
+  it('stop() ends new deliveries but keeps acks working', async () => {
+    const d = await driver();
+    const c = await consume(d, { prefetch: 1 });
+    await d.send([message(line('a', 1)), message(line('a', 2))]);
+    await c.until(1);
+    await c.consumer.stop();
+    await c.got[0]?.ack();
+    await settle();
+    expect(c.got).toHaveLength(1);
+    expect((await offsetOf()).offset).toBe(line('a', 1).length + 1);
+  });
+
+  it('keeps per-sender order: never two lines of one sender in flight', async () => {
+    const d = await driver();
+    const c = [await consume(d, { prefetch: 5, ordering: 'per-sender' }), await consume(d, { prefetch: 5 })];
+    await d.send(
+      [line('a', 1), line('a', 2), line('b', 1), 'not json', line('b', 2), line('a', 3)].map((l) =>
+        message(l),
+      ),
+    );
+    const delivered = () => c.flatMap((x) => x.got);
+    await vi.waitFor(() => expect(delivered()).toHaveLength(3));
+    await settle();
+    const bodies = () => delivered().map((g) => text(g.body));
+    expect(bodies().sort()).toEqual([line('a', 1), line('b', 1), 'not json'].sort());
+    await delivered()
+      .find((g) => text(g.body) === line('a', 1))
+      ?.ack();
+    await vi.waitFor(() => expect(bodies()).toContain(line('a', 2)));
+    await settle();
+    expect(bodies()).not.toContain(line('a', 3));
+    expect(bodies()).not.toContain(line('b', 2));
+  });
+
+  it('delivers a released line again, first, marked redelivered', async () => {
+    const d = await driver();
+    const c = await consume(d, { prefetch: 1 });
+    await d.send([message(line('a', 1)), message(line('a', 2))]);
+    await c.until(1);
+    await c.got[0]?.release();
+    await c.until(2);
+    expect(c.bodies()).toEqual([line('a', 1), line('a', 1)]);
+    expect(c.got[1]?.redelivered).toBe(true);
+    await c.got[0]?.ack(); // an ack of the hand-out taken back does nothing
+    expect((await offsetOf()).offset).toBe(0);
+    await c.got[1]?.ack();
+    await c.until(3);
+    expect(c.bodies()[2]).toBe(line('a', 2));
+    expect(c.got[2]?.redelivered).toBe(false);
+  });
+});
+
+describe('offsets', () => {
+  it('advances only over a contiguous prefix of acked lines', async () => {
+    const d = await driver();
+    const lines = [line('a', 1), line('b', 1), line('c', 1)];
+    await d.send(lines.map((l) => message(l)));
+    const c = await consume(d);
+    await c.until(3);
+    expect((await offsetOf()).offset).toBe(0);
+    await c.got[1]?.ack();
+    await c.got[2]?.ack();
+    await settle(50);
+    expect((await offsetOf()).offset).toBe(0);
+    await c.got[0]?.ack();
+    expect((await offsetOf()).offset).toBe(lines.join('\n').length + 1);
+  });
+
+  it('lets a later consumer of the group continue from the offset: no loss, no replay of acked lines', async () => {
+    const d = await driver();
+    await d.send([1, 2, 3, 4].map((n) => message(line('a', n))));
+    const first = await consume(d);
+    await first.until(4);
+    await first.got[0]?.ack();
+    await first.got[1]?.ack();
+    await first.consumer.close();
+    await d.close();
+    const again = await consume(await driver());
+    await again.until(2);
+    await settle();
+    expect(again.bodies()).toEqual([line('a', 3), line('a', 4)]);
+  });
+
+  it('starts a new group at its creation (latest, across restarts) or at the first line (beginning)', async () => {
+    const d = await driver();
+    await d.send([message(line('a', 1)), message(line('a', 2))]);
+    const late = await consume(d, { group: 'late', from: 'latest' });
+    await settle();
+    expect(late.got).toHaveLength(0);
+    await late.consumer.close();
+    await d.send([message(line('a', 3))]); // published while nobody consumes "late"
+    const back = await consume(d, { group: 'late', from: 'latest' });
+    await back.until(1);
+    expect(back.bodies()).toEqual([line('a', 3)]);
+    const all = await consume(d, { group: 'all', from: 'beginning' });
+    await all.until(3);
+    expect(all.bodies()).toEqual([1, 2, 3].map((n) => line('a', n)));
+  });
+
+  it('does not start a latest group inside a line being written', async () => {
+    await mkdir(join(dir, 'logs'));
+    await writeFile(path, `${line('a', 1)}\n{"sender_id": "a", "ev`);
+    const c = await consume(await driver(), { from: 'latest' });
+    await appendFile(path, `ent": "user"}\n${line('a', 2)}\n`);
+    await c.until(1);
+    await settle();
+    expect(c.bodies()).toEqual([line('a', 2)]);
+  });
+
+  it('starts again from 0, with a warning, when the file is truncated or replaced', async () => {
+    const d = await driver();
+    await d.send([message(line('long-sender', 1)), message(line('long-sender', 2))]);
+    const c = await consume(d);
+    await c.until(2);
+    await Promise.all(c.got.map((g) => g.ack()));
+    await writeFile(path, '{"sender_id": "t"}\n'); // truncated in place
+    await c.until(3);
+    expect(c.bodies()[2]).toBe('{"sender_id": "t"}');
+    expect(warnings.some((w) => /truncated: group "g" starts again from 0/.test(w))).toBe(true);
+    await c.got[2]?.ack();
+    await writeFile(join(dir, 'next'), '{"sender_id": "r1"}\n{"sender_id": "r2"}\n');
+    await rename(join(dir, 'next'), path); // replaced by a new file, as log rotation does
+    await c.until(5);
+    expect(c.bodies().slice(3)).toEqual(['{"sender_id": "r1"}', '{"sender_id": "r2"}']);
+    expect(warnings.some((w) => /replaced: group "g" starts again from 0/.test(w))).toBe(true);
+    await Promise.all(c.got.slice(3).map((g) => g.ack()));
+    // Rewritten in place and already longer than the offset when next looked at (logrotate's copytruncate).
+    await writeFile(path, '{"sender_id": "rewritten-with-a-longer-line"}\n{"sender_id": "z"}\n');
+    await c.until(7);
+    expect(c.bodies().slice(5)).toEqual([
+      '{"sender_id": "rewritten-with-a-longer-line"}',
+      '{"sender_id": "z"}',
+    ]);
+  });
+
+  it('keeps persisting offsets after restarting a group that had acked nothing', async () => {
+    const d = await driver();
+    await d.send([message(line('long-sender', 1))]);
+    const c = await consume(d);
+    await c.until(1);
+    await writeFile(path, '{"sender_id": "t"}\n');
+    await c.until(2);
+    await c.got[1]?.ack();
+    expect((await offsetOf()).offset).toBe('{"sender_id": "t"}\n'.length);
+  });
+
+  it('escapes group names into safe file names and refuses empty ones', async () => {
+    const d = await driver();
+    const c = await consume(d, { group: '../evil/x y' });
+    await c.consumer.close();
+    expect(await readdir(`${path}.parley`)).toEqual(['..%2Fevil%2Fx%20y.offset']);
+    await expect(consume(d, { group: '' })).rejects.toThrow(/invalid group/);
+  });
+});
+
+describe('locks', () => {
+  it('refuses a group another live process consumes, naming the lock file', async () => {
+    const lock = `${path}.parley/g.lock`;
+    await mkdir(`${path}.parley`, { recursive: true });
+    await writeFile(lock, `${process.ppid}\n`);
+    const d = await driver();
+    await expect(consume(d)).rejects.toThrow(`lock file ${lock}`);
+    await expect(consume(d)).rejects.toThrow(`process ${process.ppid}`);
+    expect(await readFile(lock, 'utf8')).toBe(`${process.ppid}\n`);
+  });
+
+  it('takes over a stale lock with a warning and removes its own on close', async () => {
+    const lock = `${path}.parley/g.lock`;
+    await mkdir(`${path}.parley`, { recursive: true });
+    await writeFile(lock, '999999\n');
+    const d = await driver();
+    const c = await consume(d);
+    expect(await readFile(lock, 'utf8')).toBe(`${process.pid}\n`);
+    expect(warnings.some((w) => w.includes(`took over the stale lock ${lock} of process 999999`))).toBe(true);
+    const other = await consume(d); // same process: competes instead of being refused
+    await other.consumer.close();
+    await c.consumer.close();
+    expect(existsSync(lock)).toBe(false);
+  });
+});
+
+describe('faults and dead letters', () => {
+  it('cut: sends fail as retryable, unacked lines go back, deliveries resume on restore', async () => {
+    const d = await driver();
+    const c = await consume(d, { prefetch: 2 });
+    await d.send([message(line('a', 1)), message(line('a', 2))]);
+    await c.until(2);
+    await d.faults?.cut();
+    expect(d.isReady()).toBe(false);
+    const [outcome] = await d.send([message(line('a', 3))]);
+    expect(outcome).toMatchObject({ ok: false, retryable: true });
+    expect(outcome?.ok === false && outcome.error.message).toBe(
+      '[parley] [file] storage unavailable (simulated outage)',
+    );
+    await c.got[0]?.ack(); // taken back by the outage: it will come again
+    await appendFile(path, `${line('a', 3)}\n`);
+    await settle();
+    expect(c.got).toHaveLength(2);
+    await d.faults?.restore();
+    expect(d.isReady()).toBe(true);
+    await c.until(4);
+    expect(c.bodies().slice(2)).toEqual([line('a', 1), line('a', 2)]);
+    expect(c.got.slice(2).every((g) => g.redelivered)).toBe(true);
+    await Promise.all(c.got.slice(2).map((g) => g.ack()));
+    await c.until(5);
+    expect(c.bodies()[4]).toBe(line('a', 3));
+  });
+
+  it('writes dead letters as JSON lines and reads them back, UTF-8 or not', async () => {
+    const d = await driver();
+    const utf8 = bytes('{"sender_id": "s", "text": "café"}');
+    const binary = new Uint8Array([0xff, 0xfe, 0x00, 0x7b]);
+    const base = { headers: {}, attempts: 5, destination: path, failedAt: 1_700_000_000_000 } as const;
+    await d.deadLetter?.({
+      ...base,
+      reason: 'handler-failed',
+      body: utf8,
+      group: 'g1',
+      senderId: 's',
+      error: { name: 'TypeError', message: 'boom', code: 'E_BOOM' },
+    });
+    await d.deadLetter?.({
+      ...base,
+      reason: 'undecodable',
+      body: binary,
+      group: 'g2',
+      error: { name: 'EventDecodeError', message: 'not UTF-8' },
+    });
+    const raw = (await readFile(`${path}.dead-letter.jsonl`, 'utf8')).split('\n');
+    expect(JSON.parse(raw[0] ?? '')).toEqual({
+      group: 'g1',
+      reason: 'handler-failed',
+      error: { name: 'TypeError', message: 'boom', code: 'E_BOOM' },
+      attempts: 5,
+      failedAt: 1_700_000_000_000,
+      senderId: 's',
+      body: '{"sender_id": "s", "text": "café"}',
+    });
+    expect(JSON.parse(raw[1] ?? '')).toMatchObject({ bodyBase64: Buffer.from(binary).toString('base64') });
+    const letters = await readDeadLetters(path);
+    expect(letters.map((l) => l.body)).toEqual([utf8, binary]);
+    expect(await readDeadLetters(`${path}.dead-letter.jsonl`, 'g2')).toEqual([
+      {
+        group: 'g2',
+        reason: 'undecodable',
+        error: { name: 'EventDecodeError', message: 'not UTF-8' },
+        attempts: 5,
+        failedAt: 1_700_000_000_000,
+        body: binary,
+      },
+    ]);
+    expect(await readDeadLetters(join(dir, 'none.log'))).toEqual([]);
+  });
+
+  it('declares its capabilities and reports its health', async () => {
+    const d = await driver();
+    expect(d.capabilities).toEqual({
+      consumerGroups: true,
+      competingConsumers: true,
+      ordering: 'per-sender',
+      replay: true,
+      deadLetter: 'emulated',
+      batchPublish: true,
+      persistent: true,
+      headers: false,
+    });
+    expect(d.isReady()).toBe(true);
+    await consume(d);
+    expect(await d.health?.()).toEqual({ path, consumers: 1, simulatedOutage: false });
+    await d.close();
+    expect(d.isReady()).toBe(false);
+  });
+});
