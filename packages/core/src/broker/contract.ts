@@ -309,6 +309,11 @@ export interface BrokerOptions {
   readonly maxBatch?: number;
   /** Backoff between connection attempts and between resends of a retryable failure. */
   readonly reconnect?: BackoffOptions;
+  /**
+   * Attempts at the first connection before giving up (Rasa's `connection_attempts`). Giving up rejects what waits
+   * for the connection (publishes, ready(), subscriptions); the next use starts over. Default: unlimited.
+   */
+  readonly connectAttempts?: number;
   /** Reject unknown event names on publish. Default false. */
   readonly strict?: boolean;
   /** Warnings (a reconnect, a config key Parley ignores). Default: process.emitWarning. Never gets credentials. */

@@ -45,6 +45,7 @@ export function defineBroker<Client>(
   // ── the first connection: retried with backoff until it succeeds or the broker closes ──
   let connecting: Promise<void> | undefined;
   let lastConnectError: unknown;
+  const connectAttempts = options.connectAttempts ?? Number.POSITIVE_INFINITY;
   const connected = (): Promise<void> => {
     connecting ??= (async () => {
       for (let attempt = 1; ; attempt++) {
@@ -55,6 +56,14 @@ export function defineBroker<Client>(
           return;
         } catch (error) {
           lastConnectError = error;
+          if (attempt >= connectAttempts) {
+            // Let the next publish or subscribe start over, as Rasa does on its next connect.
+            connecting = undefined;
+            const tries = attempt === 1 ? '1 connection attempt' : `${attempt} connection attempts`;
+            throw new ConnectionError(scope, `gave up after ${tries}: ${messageOf(error)}`, {
+              cause: error,
+            });
+          }
           const delay = backoffDelay(attempt, reconnect);
           if (attempt === 1 || attempt % 10 === 0) {
             warn(
@@ -219,6 +228,8 @@ function isHandlerMap(value: unknown): value is EventHandlers {
   return Object.keys(value).some((key) => key === '*' || Object.hasOwn(eventSchemas, key));
 }
 
+/** An error's message without the `[parley] [adapter]` prefix, for wrapping it in another Parley error. */
 function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+  const message = error instanceof Error ? error.message : String(error);
+  return message.replace(/^\[parley\](?: \[[^\]]+\])? /, '');
 }

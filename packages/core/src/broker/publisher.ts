@@ -94,7 +94,14 @@ export class Publisher {
   async #pump(): Promise<void> {
     try {
       while (this.#queue.length > 0 && !this.#abort.signal.aborted) {
-        await this.#options.connected();
+        try {
+          await this.#options.connected();
+        } catch (error) {
+          // The broker could not be reached at all (connectAttempts exhausted): fail what waits, loudly.
+          const reason = error instanceof Error ? error : new Error(String(error));
+          for (const entry of this.#queue.splice(0)) entry.reject(reason);
+          break;
+        }
         if (this.#abort.signal.aborted) break;
         this.#sending = this.#queue.splice(0, this.#options.maxBatch);
         const outcomes = await this.#send(this.#sending.map((e) => e.message));

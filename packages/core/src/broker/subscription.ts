@@ -95,8 +95,11 @@ export class SubscriptionImpl implements EventStream {
       );
       if (this.#closing.signal.aborted) await this.#consumer.close();
     })();
-    // Callers that never await `ready` must not see an unhandled rejection; close() reports it instead.
-    this.ready.catch((error) => options.onError?.(error instanceof Error ? error : new Error(String(error))));
+    // A subscription that cannot start reports why (onError, and `ready` rejects) and ends.
+    this.ready.catch((error) => {
+      options.onError?.(error instanceof Error ? error : new Error(String(error)));
+      void this.close();
+    });
     if (options.signal?.aborted) void this.close();
   }
 
