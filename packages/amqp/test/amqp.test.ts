@@ -1,0 +1,324 @@
+import { execFileSync } from 'node:child_process';
+import { startFaultProxy } from '@parley/conformance';
+import {
+  type Broker,
+  createBroker,
+  type EventEnvelope,
+  parseEndpoints,
+  slotSet,
+  userUttered,
+} from '@parley/core';
+import { type ChannelModel, connect, type GetMessage } from 'amqplib';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { amqpBroker } from '../src/index.js';
+import { AMQP_URL, deleteQueuesWithPrefix } from './support.js';
+
+const prefix = `amqp-test-${process.pid}-`;
+let n = 0;
+const names = () => {
+  const base = `${prefix}${++n}`;
+  return { exchange: `${base}-x`, queue: `${base}-q` };
+};
+const quiet = { onWarning: () => {} };
+const open: Broker[] = [];
+const track = <B extends Broker>(b: B): B => {
+  open.push(b);
+  return b;
+};
+let raw: ChannelModel | undefined;
+const rawChannel = async () => {
+  raw ??= await connect(AMQP_URL);
+  const ch = await raw.createChannel();
+  ch.on('error', () => {});
+  return ch;
+};
+
+afterEach(async () => {
+  await Promise.all(open.splice(0).map((b) => b.close({ timeoutMs: 2_000 })));
+});
+afterAll(async () => {
+  await raw?.close().catch(() => {});
+  deleteQueuesWithPrefix(prefix);
+});
+
+async function getAll(queue: string, count: number, timeoutMs = 10_000): Promise<GetMessage[]> {
+  const ch = await rawChannel();
+  const got: GetMessage[] = [];
+  const deadline = Date.now() + timeoutMs;
+  while (got.length < count && Date.now() < deadline) {
+    const m = await ch.get(queue, { noAck: true });
+    if (m) got.push(m);
+    else await new Promise((r) => setTimeout(r, 50));
+  }
+  await ch.close();
+  return got;
+}
+
+/** Collects events until `count` distinct ones (by sender and timestamp) arrived: redeliveries are duplicates. */
+function collector(count: number) {
+  const seen: EventEnvelope<AnyEvent>[] = [];
+  const distinct = new Set<string>();
+  let done!: () => void;
+  const all = new Promise<void>((r) => (done = r));
+  return {
+    seen,
+    all,
+    handler: (e: EventEnvelope<AnyEvent>) => {
+      seen.push(e);
+      distinct.add(`${e.sender_id}/${e.timestamp}/${e.event === 'slot' ? String(e.value) : ''}`);
+      if (distinct.size === count) done();
+    },
+  };
+}
+
+describe('messages and topology, exactly as Rasa', () => {
+  it('publishes persistent messages to the fanout exchange with routing key "", python json.dumps bodies', async () => {
+    const { exchange, queue } = names();
+    const broker = track(amqpBroker({ url: AMQP_URL, exchange_name: exchange, queues: [queue], ...quiet }));
+    await broker.ready();
+    const event = {
+      sender_id: 'ü-1',
+      ...userUttered('Grüß dich', { timestamp: 1718964816.1, intent: { name: 'greet', confidence: 1 } }),
+    };
+    await broker.publish(event);
+    const [m] = await getAll(queue, 1);
+    expect(m).toBeDefined();
+    expect(m!.fields.exchange).toBe(exchange);
+    expect(m!.fields.routingKey).toBe('');
+    expect(m!.properties.deliveryMode).toBe(2);
+    expect(m!.properties.contentType).toBeUndefined();
+    expect(m!.properties.appId).toBeUndefined();
+    expect(m!.content.toString()).toBe(
+      '{"sender_id": "\\u00fc-1", "event": "user", "timestamp": 1718964816.1, "text": "Gr\\u00fc\\u00df dich", ' +
+        '"parse_data": {"intent": {"name": "greet", "confidence": 1.0}, "entities": [], "text": "Gr\\u00fc\\u00df dich", ' +
+        '"message_id": null, "metadata": {}}, "input_channel": null, "message_id": null, "metadata": {}}',
+    );
+  });
+
+  it('sends RASA_ENVIRONMENT as app_id', async () => {
+    const { exchange, queue } = names();
+    process.env.RASA_ENVIRONMENT = 'staging';
+    try {
+      const broker = track(amqpBroker({ url: AMQP_URL, exchange_name: exchange, queues: [queue], ...quiet }));
+      await broker.publish({ sender_id: 's', ...slotSet('a', 1) });
+    } finally {
+      delete process.env.RASA_ENVIRONMENT;
+    }
+    const [m] = await getAll(queue, 1);
+    expect(m!.properties.appId).toBe('staging');
+  });
+
+  it("declares the exchange and queues with Rasa's flags: a Rasa-style declaration after Parley's succeeds", async () => {
+    const { exchange, queue } = names();
+    const broker = track(amqpBroker({ url: AMQP_URL, exchange_name: exchange, queues: [queue], ...quiet }));
+    await broker.ready();
+    const ch = await rawChannel();
+    // aio-pika's defaults, as Rasa declares them; any difference would close the channel with 406.
+    await ch.checkExchange(exchange);
+    await ch.assertExchange(exchange, 'fanout', { durable: false, autoDelete: false, internal: false });
+    await ch.assertQueue(queue, { durable: true, exclusive: false, autoDelete: false });
+    await expect(ch.assertExchange(exchange, 'fanout', { durable: true })).rejects.toThrow(
+      /PRECONDITION_FAILED/,
+    );
+  });
+
+  it('fans out to every configured queue', async () => {
+    const { exchange, queue } = names();
+    const broker = track(
+      amqpBroker({ url: AMQP_URL, exchange_name: exchange, queues: [`${queue}-a`, `${queue}-b`], ...quiet }),
+    );
+    await broker.publish({ sender_id: 's', ...slotSet('a', 1) });
+    expect(await getAll(`${queue}-a`, 1)).toHaveLength(1);
+    expect(await getAll(`${queue}-b`, 1)).toHaveLength(1);
+  });
+});
+
+describe('endpoints.yml', () => {
+  it('loads type: pika with Rasa keys through createBroker', async () => {
+    const { exchange, queue } = names();
+    const url = new URL(AMQP_URL);
+    const config = parseEndpoints(
+      `event_broker:\n  type: pika\n  url: ${url.hostname}\n  port: ${url.port || 5672}\n  username: guest\n` +
+        `  password: \${RABBIT_PASSWORD}\n  queues:\n    - ${queue}\n  exchange_name: ${exchange}\n`,
+      'endpoints.yml',
+      { env: { RABBIT_PASSWORD: 'guest' } },
+    );
+    const broker = track(await createBroker(config!, quiet));
+    expect(broker.name).toBe('amqp');
+    await broker.publish({ sender_id: 's', ...slotSet('a', 1) });
+    expect(await getAll(queue, 1)).toHaveLength(1);
+  });
+});
+
+describe('reliability', () => {
+  it('resumes every consumer after the connection drops, and loses nothing', async () => {
+    const { exchange, queue } = names();
+    const proxy = await startFaultProxy({
+      upstream: { host: new URL(AMQP_URL).hostname, port: Number(new URL(AMQP_URL).port || 5672) },
+    });
+    try {
+      const url = `amqp://guest:guest@${proxy.address}`;
+      const broker = track(
+        amqpBroker({ url, exchange_name: exchange, queues: [queue], heartbeat: 2, ...quiet }),
+      );
+      const a = collector(40);
+      const b = collector(40);
+      const subA = broker.subscribe(a.handler, { group: `${queue}-a` });
+      const subB = broker.subscribe(b.handler, { group: `${queue}-b` });
+      await Promise.all([subA.ready, subB.ready]);
+      for (let i = 0; i < 20; i++) await broker.publish({ sender_id: 's', ...slotSet('n', i) });
+      await proxy.cut();
+      // Published while the connection is down: buffered, sent once it is back.
+      const later = Array.from({ length: 20 }, (_, i) =>
+        broker.publish({ sender_id: 's', ...slotSet('n', 20 + i) }),
+      );
+      await new Promise((r) => setTimeout(r, 500));
+      expect(broker.isReady()).toBe(false);
+      await proxy.restore();
+      await Promise.all(later);
+      await Promise.all([a.all, b.all]);
+      const values = (seen: EventEnvelope<AnyEvent>[]) =>
+        [...new Set(seen.map((e) => (e.event === 'slot' ? e.value : -1)))].sort(
+          (x, y) => Number(x) - Number(y),
+        );
+      expect(values(a.seen)).toEqual(Array.from({ length: 40 }, (_, i) => i));
+      expect(values(b.seen)).toEqual(Array.from({ length: 40 }, (_, i) => i));
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('keeps what is published before the first connection, and sends it once RabbitMQ answers', async () => {
+    const { exchange, queue } = names();
+    const proxy = await startFaultProxy({
+      upstream: { host: new URL(AMQP_URL).hostname, port: Number(new URL(AMQP_URL).port || 5672) },
+    });
+    try {
+      await proxy.refuse();
+      const broker = track(
+        amqpBroker({
+          url: `amqp://guest:guest@${proxy.address}`,
+          exchange_name: exchange,
+          queues: [queue],
+          retry_delay_in_seconds: 0.2,
+          ...quiet,
+        }),
+      );
+      const publishes = Array.from({ length: 10 }, (_, i) =>
+        broker.publish({ sender_id: 's', ...slotSet('n', i) }),
+      );
+      await new Promise((r) => setTimeout(r, 700));
+      expect((await broker.health()).buffered).toBe(10);
+      await proxy.restore();
+      await Promise.all(publishes);
+      const got = await getAll(queue, 10);
+      expect(got.map((m) => JSON.parse(m.content.toString()).value)).toEqual(
+        Array.from({ length: 10 }, (_, i) => i),
+      );
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('gives up on the first connection after connection_attempts, failing what waits (Rasa: ConnectionException)', async () => {
+    const broker = track(
+      amqpBroker({
+        url: 'amqp://guest:guest@127.0.0.1:1',
+        connection_attempts: 2,
+        retry_delay_in_seconds: 0.05,
+        ...quiet,
+      }),
+    );
+    await expect(broker.publish({ sender_id: 's', ...slotSet('a', 1) })).rejects.toThrow(
+      /\[parley\] \[amqp\] gave up after 2 connection attempts: cannot connect to amqp:\/\/guest:<redacted>@127\.0\.0\.1:1/,
+    );
+  });
+
+  it('fails fast instead of buffering with should_keep_unpublished_messages: false', async () => {
+    const { exchange, queue } = names();
+    const proxy = await startFaultProxy({
+      upstream: { host: new URL(AMQP_URL).hostname, port: Number(new URL(AMQP_URL).port || 5672) },
+    });
+    try {
+      const broker = track(
+        amqpBroker({
+          url: `amqp://guest:guest@${proxy.address}`,
+          exchange_name: exchange,
+          queues: [queue],
+          should_keep_unpublished_messages: false,
+          ...quiet,
+        }),
+      );
+      await broker.ready();
+      await proxy.cut();
+      await new Promise((r) => setTimeout(r, 300));
+      await expect(broker.publish({ sender_id: 's', ...slotSet('a', 1) })).rejects.toThrow('not buffered');
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('fails over to the next host in hosts', async () => {
+    const { exchange, queue } = names();
+    const url = new URL(AMQP_URL);
+    const broker = track(
+      amqpBroker({
+        url: 'amqp://guest:guest@127.0.0.1:1',
+        hosts: [`amqp://guest:guest@${url.host}`],
+        exchange_name: exchange,
+        queues: [queue],
+        ...quiet,
+      }),
+    );
+    await broker.publish({ sender_id: 's', ...slotSet('a', 1) });
+    expect(await getAll(queue, 1)).toHaveLength(1);
+    expect((await broker.health()).detail?.host).toBe(`amqp://guest:<redacted>@${url.host}`);
+  });
+});
+
+describe('dead letters', () => {
+  it('go to <group>.dead-letter with the original bytes, the error and the attempt count in headers', async () => {
+    const { exchange, queue } = names();
+    const broker = track(amqpBroker({ url: AMQP_URL, exchange_name: exchange, queues: [queue], ...quiet }));
+    const sub = broker.subscribe(
+      () => {
+        throw new Error('handler exploded');
+      },
+      { maxAttempts: 3, backoff: { initialMs: 10, maxMs: 20 } },
+    );
+    await sub.ready;
+    await broker.publish({ sender_id: 'dl', ...slotSet('a', 1, { timestamp: 5 }) });
+    const [m] = await getAll(`${queue}.dead-letter`, 1);
+    expect(m!.content.toString()).toBe(
+      '{"sender_id": "dl", "event": "slot", "timestamp": 5.0, "name": "a", "value": 1}',
+    );
+    expect(m!.properties.headers).toMatchObject({
+      'x-parley-reason': 'handler-failed',
+      'x-parley-error': 'handler exploded',
+      'x-parley-attempts': 3,
+      'x-parley-group': queue,
+      'x-parley-sender-id': 'dl',
+    });
+    expect(sub.stats.deadLettered).toBe(1);
+  });
+});
+
+describe('RabbitMQ restart', () => {
+  it('reconnects after rabbitmqctl stop_app / start_app and resumes consuming', async () => {
+    const { exchange, queue } = names();
+    const broker = track(
+      amqpBroker({ url: AMQP_URL, exchange_name: exchange, queues: [queue], heartbeat: 2, ...quiet }),
+    );
+    const c = collector(2);
+    const sub = broker.subscribe(c.handler);
+    await sub.ready;
+    await broker.publish({ sender_id: 's', ...slotSet('before', 1) });
+    execFileSync('rabbitmqctl', ['stop_app'], { stdio: 'ignore' });
+    const during = broker.publish({ sender_id: 's', ...slotSet('during', 2) });
+    execFileSync('rabbitmqctl', ['start_app'], { stdio: 'ignore' });
+    execFileSync('rabbitmqctl', ['await_startup'], { stdio: 'ignore' });
+    await during;
+    await c.all;
+    expect(c.seen.map((e) => (e.event === 'slot' ? e.name : ''))).toContain('during');
+  }, 90_000);
+});

@@ -1,0 +1,90 @@
+import { execFileSync } from 'node:child_process';
+import { runConformance } from '@parley/conformance';
+import { type Channel, type ChannelModel, connect } from 'amqplib';
+import { afterAll } from 'vitest';
+import { amqpBroker } from '../src/index.js';
+import { AMQP_URL, deleteQueuesWithPrefix, rasaExchange } from './support.js';
+
+// The oracle: a raw amqplib client, independent of the adapter under test.
+let raw: ChannelModel | undefined;
+async function channel(): Promise<Channel> {
+  raw ??= await connect(AMQP_URL);
+  const ch = await raw.createChannel();
+  ch.on('error', () => {});
+  return ch;
+}
+
+const prefix = `conf-${process.pid}-`;
+
+runConformance({
+  name: 'amqp',
+  create: ({ destination, proxy }) =>
+    amqpBroker({
+      url: proxy ? `amqp://guest:guest@${proxy.host}:${proxy.port}` : AMQP_URL,
+      exchange_name: `${prefix}${destination}`,
+      queues: [`${prefix}${destination}`],
+      heartbeat: 5,
+      onWarning: () => {},
+    }),
+  probe: {
+    async publishRaw(destination, body, options) {
+      const ch = await channel();
+      await rasaExchange(ch, `${prefix}${destination}`);
+      // What Rasa's PikaEventBroker sends: persistent, to the fanout exchange, routing key "".
+      ch.publish(`${prefix}${destination}`, '', Buffer.from(body), {
+        persistent: true,
+        ...(options?.headers ? { headers: options.headers } : {}),
+      });
+      await ch.close();
+    },
+    async deadLetters(_destination, group) {
+      const ch = await channel();
+      await ch.assertQueue(`${group}.dead-letter`, { durable: true });
+      const seen: { body: Uint8Array; headers: Record<string, string> }[] = [];
+      const held = [];
+      for (let m = await ch.get(`${group}.dead-letter`); m; m = await ch.get(`${group}.dead-letter`)) {
+        held.push(m);
+        const headers: Record<string, string> = {};
+        for (const [k, v] of Object.entries(m.properties.headers ?? {})) headers[k] = String(v);
+        seen.push({ body: m.content, headers });
+      }
+      // Read without consuming: the suite may look again.
+      ch.nackAll(true);
+      await ch.close();
+      return seen;
+    },
+    async tap(destination) {
+      const ch = await channel();
+      await rasaExchange(ch, `${prefix}${destination}`);
+      const { queue } = await ch.assertQueue('', { exclusive: true, autoDelete: true });
+      await ch.bindQueue(queue, `${prefix}${destination}`, '');
+      const messages: { body: Uint8Array; headers: Record<string, string> }[] = [];
+      await ch.consume(
+        queue,
+        (m) => {
+          if (!m) return;
+          const headers: Record<string, string> = {};
+          for (const [k, v] of Object.entries(m.properties.headers ?? {})) headers[k] = String(v);
+          messages.push({ body: m.content, headers });
+        },
+        { noAck: true },
+      );
+      return { messages: async () => messages, close: () => ch.close() };
+    },
+  },
+  chaos: {
+    upstream: { host: new URL(AMQP_URL).hostname, port: Number(new URL(AMQP_URL).port || 5672) },
+    restartBroker: async () => {
+      execFileSync('rabbitmqctl', ['stop_app'], { stdio: 'ignore' });
+      await new Promise((r) => setTimeout(r, 2_000));
+      execFileSync('rabbitmqctl', ['start_app'], { stdio: 'ignore' });
+      execFileSync('rabbitmqctl', ['await_startup', '--timeout', '60'], { stdio: 'ignore' });
+    },
+  },
+  timeoutMs: 30_000,
+});
+
+afterAll(async () => {
+  await raw?.close().catch(() => {});
+  deleteQueuesWithPrefix(prefix);
+});
