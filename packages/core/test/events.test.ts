@@ -198,7 +198,9 @@ describe('encodeEvent', () => {
     expect(() => encodeEvent({ sender_id: 's', event: 'slot', timestamp: 1 } as never)).toThrow(
       'invalid "slot" event at name',
     );
-    expect(() => encodeEvent({ event: 'restart', timestamp: 1 } as never)).toThrow('envelope.sender_id');
+    expect(() => encodeEvent({ event: 'restart', timestamp: 1 } as never)).toThrow(
+      'invalid "restart" event at sender_id: expected a string (the conversation id)',
+    );
   });
 });
 

@@ -4,7 +4,7 @@
  * first connection with backoff, the bounded publish buffer, subscriptions with retries and dead-lettering,
  * graceful drain, idempotent close, and `[parley] [<adapter>]` error prefixes.
  */
-import { BrokerConfigError, ConnectionError, PublishError } from '../errors.js';
+import { BrokerClosedError, BrokerConfigError, ConnectionError, PublishError } from '../errors.js';
 import { checkEvent } from '../events/parse.js';
 import { eventSchemas } from '../events/schemas.js';
 import { stringifyEvent } from '../wire/codec.js';
@@ -135,7 +135,7 @@ export function defineBroker<Client>(
       first?: EventHandler | EventHandlers | SubscribeOptions,
       second?: SubscribeOptions,
     ): Subscription & EventStream {
-      if (closing) throw new BrokerConfigError(scope, 'cannot subscribe: the broker is closed');
+      if (closing) throw new BrokerClosedError(scope);
       let handler: EventHandler | EventHandlers | undefined;
       let subscribeOptions: SubscribeOptions;
       if (typeof first === 'function') [handler, subscribeOptions] = [first, second ?? {}];

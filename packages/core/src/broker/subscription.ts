@@ -77,12 +77,17 @@ export class SubscriptionImpl implements EventStream {
       };
     }
     this.closed = new Promise((resolve) => (this.#resolveClosed = resolve));
-    void this.closed.then(() => onClosed(this));
-    options.signal?.addEventListener('abort', () => void this.close(), { once: true });
+    const onAbort = () => void this.close();
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    void this.closed.then(() => {
+      options.signal?.removeEventListener('abort', onAbort);
+      onClosed(this);
+    });
     const concurrency = this.#stream ? 1 : Math.max(1, options.concurrency ?? 1);
     const group = this.#group;
     this.ready = (async () => {
-      await connected();
+      // Closing must not wait for a broker that never answers: stop waiting for it at once.
+      await Promise.race([connected(), abortedPromise(this.#closing.signal)]);
       if (this.#closing.signal.aborted) return;
       this.#consumer = await driver.consume(
         {
@@ -112,11 +117,11 @@ export class SubscriptionImpl implements EventStream {
       this.#closing.abort();
       await this.ready.catch(() => undefined);
       await this.#consumer?.stop().catch(this.#report);
-      // Not started yet: back to the group, for another consumer or a later one.
-      for (const queue of this.#waiting.values()) {
-        for (const { delivery } of queue) await delivery.release().catch(this.#report);
-      }
-      this.#waiting.clear();
+      // Not started yet: back to the group, for another consumer or a later one. Taken in one go, so that
+      // nothing finishing meanwhile can start one of them.
+      const waiting = [...this.#waiting.values()].flat();
+      for (const queue of this.#waiting.values()) queue.length = 0;
+      await Promise.all(waiting.map(({ delivery }) => delivery.release().catch(this.#report)));
       if (this.#stream) this.#endStream();
       if (this.#inFlight > 0) await new Promise<void>((resolve) => (this.#drained = resolve));
       await this.#consumer?.close().catch(this.#report);
@@ -162,7 +167,7 @@ export class SubscriptionImpl implements EventStream {
     let lastError: unknown;
     try {
       for (let attempt = 1; attempt <= this.#maxAttempts; attempt++) {
-        if (attempt > 1 && this.#closing.signal.aborted) {
+        if (this.#closing.signal.aborted) {
           // Shutting down: hand it back rather than retry now; it comes again, to us or a peer.
           await delivery.release().catch(this.#report);
           return;
@@ -203,7 +208,8 @@ export class SubscriptionImpl implements EventStream {
     this.#inFlight--;
     if (senderId !== undefined) {
       const queue = this.#waiting.get(senderId);
-      const next = queue?.shift();
+      // While closing, nothing new starts: close() hands the queued ones back.
+      const next = this.#closing.signal.aborted ? undefined : queue?.shift();
       if (next) {
         this.#inFlight++;
         void this.#run(next.delivery, next.envelope);
@@ -233,8 +239,13 @@ export class SubscriptionImpl implements EventStream {
       ...(senderId === undefined ? {} : { senderId }),
     };
     try {
-      await this.#driver.deadLetter?.(deadLetter);
-      await this.#options.onDeadLetter?.(deadLetter);
+      if (this.#driver.deadLetter) {
+        await this.#driver.deadLetter(deadLetter);
+        // Stored: a failing callback is reported, but must not store it a second time.
+        await Promise.resolve(this.#options.onDeadLetter?.(deadLetter)).catch(this.#report);
+      } else {
+        await this.#options.onDeadLetter?.(deadLetter);
+      }
     } catch (failure) {
       // The dead letter could not be stored: keep the message at the broker (it comes back) rather than lose it.
       this.#report(failure);
@@ -254,6 +265,7 @@ export class SubscriptionImpl implements EventStream {
       const waiter = stream.waiting.shift();
       if (waiter) {
         stream.current = processed;
+        stream.currentUntaken = () => untaken(new Error('the loop ended while processing this event'));
         waiter({ value: event, done: false });
       } else {
         stream.ready.push({ event, processed, untaken: () => untaken(new Error('subscription closed')) });
@@ -263,8 +275,10 @@ export class SubscriptionImpl implements EventStream {
 
   #endStream(): void {
     const stream = this.#stream!;
-    stream.current?.();
+    // close() while the loop holds an event: the loop has not asked for the next one, so it is not done.
+    stream.currentUntaken?.();
     stream.current = undefined;
+    stream.currentUntaken = undefined;
     // Offered but never taken by the loop: failing them while closing makes #run release them to the group.
     for (const { untaken } of stream.ready.splice(0)) untaken();
     for (const waiter of stream.waiting.splice(0)) waiter({ value: undefined, done: true });
@@ -279,17 +293,22 @@ export class SubscriptionImpl implements EventStream {
         // Asking for the next event means the previous one was processed: acknowledge it.
         stream.current?.();
         stream.current = undefined;
+        stream.currentUntaken = undefined;
         const item = stream.ready.shift();
         if (item) {
           stream.current = item.processed;
+          stream.currentUntaken = item.untaken;
           return Promise.resolve({ value: item.event, done: false });
         }
         if (this.#closing.signal.aborted) return Promise.resolve({ value: undefined, done: true });
         return new Promise((resolve) => stream.waiting.push(resolve));
       },
       return: async () => {
-        stream.current?.();
+        // `break` and a throw in the loop body both land here, and cannot be told apart: the event being
+        // processed goes back to the group (it may come again) rather than risk losing a failed one.
+        stream.currentUntaken?.();
         stream.current = undefined;
+        stream.currentUntaken = undefined;
         await this.close();
         return { value: undefined, done: true };
       },
@@ -302,6 +321,15 @@ interface StreamState {
   ready: { event: EventEnvelope<AnyEvent>; processed: () => void; untaken: () => void }[];
   /** Loops waiting in `next()`. */
   waiting: ((result: IteratorResult<EventEnvelope<AnyEvent>>) => void)[];
-  /** The event the loop is processing: resolving it acknowledges it. */
+  /** The event the loop is processing: resolving it acknowledges it; `currentUntaken` hands it back. */
   current: (() => void) | undefined;
+  currentUntaken?: (() => void) | undefined;
+}
+
+/** Resolves when the signal aborts (never rejects). */
+function abortedPromise(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) resolve();
+    else signal.addEventListener('abort', () => resolve(), { once: true });
+  });
 }

@@ -8,7 +8,7 @@
  *   the decoder keeps the source text and the encoder reads from it what plain JS numbers cannot carry.
  */
 import { isUtf8 } from 'node:buffer';
-import { describeValue, EventDecodeError, type EventValidationError, ParleyError } from '../errors.js';
+import { describeValue, EventDecodeError, EventValidationError, ParleyError } from '../errors.js';
 import { checkEvent, type ParseOptions } from '../events/parse.js';
 import type { AnyEvent, EventEnvelope, RasaEvent } from '../events/types.js';
 import { dumpsPython, type FloatHints, JsonSyntaxError, parseJson, scanNumberShape } from './python-json.js';
@@ -95,7 +95,10 @@ export function stringifyEvent(envelope: EventEnvelope<AnyEvent>, options?: Enco
 function assertEnvelope(envelope: EventEnvelope<AnyEvent>): void {
   const senderId = (envelope as { sender_id?: unknown } | null)?.sender_id;
   if (typeof senderId !== 'string') {
-    throw new EventDecodeError(`envelope.sender_id: expected a string, found ${describeValue(senderId)}`);
+    const name = (envelope as { event?: unknown } | null)?.event;
+    throw new EventValidationError(typeof name === 'string' ? name : undefined, [
+      { path: 'sender_id', expected: 'a string (the conversation id)', found: describeValue(senderId) },
+    ]);
   }
   const event = checkEvent(envelope, false);
   if (event instanceof ParleyError) throw event;
