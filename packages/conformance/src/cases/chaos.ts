@@ -1,0 +1,254 @@
+/**
+ * The chaos tier: 4 publishers send `chaos.events` events while the connection is cut, stalled, or the broker
+ * restarts. Every publish must resolve and every event must arrive; duplicates are allowed, counted and reported.
+ */
+import type { Broker } from '@parley/core';
+import { expect } from 'vitest';
+import { startFaultProxy } from '../fault-proxy.js';
+import type { CaseContext, CaseDefinition, SuiteSetup } from '../harness.js';
+import { delay, type Envelope, keyOf, makeEvents, withTimeout } from '../support.js';
+
+const PUBLISHERS = 4;
+const WINDOW = 200;
+const SENDERS = 40;
+const CHAOS_WAIT_MS = 120_000;
+
+/** One disturbance: it begins once `at` (a fraction) of the events were started, and ends `holdMs` later. */
+interface Disruption {
+  readonly at: number;
+  readonly holdMs: number;
+  begin(): Promise<void>;
+  end(): Promise<void>;
+}
+
+interface Link {
+  readonly publisher: Broker;
+  readonly subscriber: Broker;
+  /** Puts everything back to normal, whatever state the case ended in. */
+  readonly heal: () => Promise<void>;
+}
+
+const chaosTimeout = (setup: SuiteSetup) => Math.max(CHAOS_WAIT_MS, setup.timeoutMs) + 60_000;
+
+/** A fault proxy in front of the broker, and a publisher and a subscriber connected through it. */
+async function throughProxy(t: CaseContext) {
+  const proxy = await startFaultProxy({ upstream: t.options.chaos!.upstream! });
+  t.defer(() => proxy.close());
+  const destination = t.destination();
+  const address = { host: proxy.host, port: proxy.port };
+  const link: Link = {
+    publisher: await t.broker(destination, address),
+    subscriber: await t.broker(destination, address),
+    heal: () => proxy.restore(),
+  };
+  return { proxy, link };
+}
+
+/** A publisher and a subscriber whose driver faults stand in for the connection (memory, file). */
+async function withDriverFaults(t: CaseContext) {
+  const destination = t.destination();
+  const publisher = await t.broker(destination);
+  const subscriber = await t.broker(destination);
+  const faults = [publisher, subscriber].map((broker) => t.options.chaos!.faults!(broker));
+  if (faults.some((f) => f === undefined)) {
+    throw new Error('[conformance] chaos.faults returned nothing for a broker made by create()');
+  }
+  const cut = async () => void (await Promise.all(faults.map((f) => f!.cut())));
+  const restore = async () => void (await Promise.all(faults.map((f) => f!.restore())));
+  return { link: { publisher, subscriber, heal: restore } satisfies Link, cut, restore };
+}
+
+/** Publishes every event with 4 publishers (≤ 200 in flight each) while `disruptions` happen, then checks arrival. */
+async function underLoad(t: CaseContext, link: Link, disruptions: readonly Disruption[]): Promise<void> {
+  const total = t.options.chaos?.events ?? 10_000;
+  const events = makeEvents(t.run, total, { senders: SENDERS });
+  // Handlers that yield once, so that a disruption finds deliveries in flight (to hand back and redeliver).
+  const got = t.collector({ before: () => new Promise((resolve) => setImmediate(resolve)) });
+  const { sub } = t.consume(link.subscriber, { group: t.group(), concurrency: 32 }, got);
+  await sub.ready;
+
+  const queue = disruptions.map((d) => ({ ...d, after: Math.max(1, Math.floor(d.at * total)) }));
+  const ends: Promise<void>[] = [];
+  let previous: Promise<void> = Promise.resolve();
+  let gate: Promise<void> | undefined;
+  let started = 0;
+  // Publishers pause while a disruption begins, so it lands where it should, then publish into it.
+  const beforePublish = async (): Promise<void> => {
+    while (gate) await gate;
+    started++;
+    const next = queue[0];
+    if (next === undefined || started < next.after) return;
+    queue.shift();
+    const beginning = previous.then(() => next.begin());
+    gate = beginning.catch(() => undefined);
+    try {
+      await beginning;
+    } finally {
+      gate = undefined;
+    }
+    previous = delay(next.holdMs).then(() => next.end());
+    previous.catch(() => undefined); // awaited below
+    ends.push(previous);
+  };
+
+  const failures: unknown[] = [];
+  const publishLane = async (mine: readonly Envelope[]): Promise<void> => {
+    const inFlight = new Set<Promise<void>>();
+    for (const [i, event] of mine.entries()) {
+      // Yield now and then: with an in-process broker, publishing would otherwise outrun every delivery, and a
+      // disruption would find nothing in flight.
+      if (i % 25 === 0) await new Promise((resolve) => setImmediate(resolve));
+      await beforePublish();
+      const publishing: Promise<void> = link.publisher
+        .publish(event)
+        .catch((error: unknown) => void failures.push(error))
+        .finally(() => inFlight.delete(publishing));
+      inFlight.add(publishing);
+      if (inFlight.size >= WINDOW) await Promise.race(inFlight);
+    }
+    await Promise.all(inFlight);
+  };
+  // Each sender belongs to one publisher, so its events are published in order.
+  const lanes = Array.from({ length: PUBLISHERS }, (_, p) =>
+    events.filter((_, i) => (i % SENDERS) % PUBLISHERS === p),
+  );
+  try {
+    await Promise.all(lanes.map(publishLane));
+    await Promise.all(ends);
+  } finally {
+    await Promise.allSettled(ends);
+    await link.heal();
+  }
+  expect(failures.length, `publishes that failed, e.g. ${String(failures[0])}`).toBe(0);
+  await t.waitFor(
+    () => got.unique >= total,
+    () => `${total} events to arrive (${got.unique} so far, ${got.duplicates} duplicates)`,
+    Math.max(CHAOS_WAIT_MS, t.timeoutMs),
+  );
+  console.info(`[conformance] ${t.id}: ${total} sent, ${got.unique} received, ${got.duplicates} duplicates`);
+  expect(got.missing(events.map(keyOf))).toEqual([]);
+  expect(got.deadLetters).toEqual([]);
+}
+
+const chaosCut: CaseDefinition = {
+  id: 'chaos-cut',
+  skip: ({ options }) =>
+    options.chaos?.upstream || options.chaos?.faults
+      ? undefined
+      : 'needs chaos.upstream (a TCP broker) or chaos.faults (a broker without a connection)',
+  testTimeoutMs: chaosTimeout,
+  async run(t) {
+    const cuts = [0.25, 0.5, 0.75];
+    if (t.options.chaos?.upstream) {
+      const { proxy, link } = await throughProxy(t);
+      const outage = (at: number): Disruption => ({
+        at,
+        holdMs: 1_000,
+        begin: () => proxy.cut(),
+        end: () => proxy.restore(),
+      });
+      return underLoad(t, link, cuts.map(outage));
+    }
+    const { link, cut, restore } = await withDriverFaults(t);
+    return underLoad(
+      t,
+      link,
+      cuts.map((at) => ({ at, holdMs: 1_000, begin: cut, end: restore })),
+    );
+  },
+};
+
+const chaosStall: CaseDefinition = {
+  id: 'chaos-stall',
+  skip: ({ options }) =>
+    options.chaos?.upstream ? undefined : 'needs chaos.upstream: a fault proxy in front of a TCP broker',
+  testTimeoutMs: chaosTimeout,
+  async run(t) {
+    const { proxy, link } = await throughProxy(t);
+    return underLoad(t, link, [
+      { at: 0.5, holdMs: 2_000, begin: () => proxy.stall(), end: () => proxy.restore() },
+    ]);
+  },
+};
+
+const chaosRestart: CaseDefinition = {
+  id: 'chaos-restart',
+  skip: ({ options }) => (options.chaos?.restartBroker ? undefined : 'needs chaos.restartBroker'),
+  testTimeoutMs: chaosTimeout,
+  async run(t) {
+    const destination = t.destination();
+    const link: Link = {
+      publisher: await t.broker(destination),
+      subscriber: await t.broker(destination),
+      heal: async () => {},
+    };
+    let restarting: Promise<void> = Promise.resolve();
+    // Publishing goes on while the broker restarts; the case waits for the restart before checking.
+    const restart: Disruption = {
+      at: 1 / 3,
+      holdMs: 0,
+      begin: async () => {
+        restarting = t.options.chaos!.restartBroker!();
+        restarting.catch(() => undefined);
+      },
+      end: () => restarting,
+    };
+    return underLoad(t, link, [restart]);
+  },
+};
+
+/**
+ * Shutting down while the broker is unreachable (never reached, even) must not hang: close() gives up after its
+ * timeout, rejects what it could not send (never drops it silently), and ends the subscriptions.
+ */
+const closeUnreachable: CaseDefinition = {
+  id: 'close-unreachable',
+  skip: ({ options }) =>
+    options.chaos?.upstream || options.chaos?.faults
+      ? undefined
+      : 'needs chaos.upstream (a TCP broker) or chaos.faults (a broker without a connection)',
+  async run(t) {
+    const destination = t.destination();
+    let broker: Broker;
+    let heal: () => Promise<void>;
+    if (t.options.chaos?.upstream) {
+      const proxy = await startFaultProxy({ upstream: t.options.chaos.upstream });
+      t.defer(() => proxy.close());
+      await proxy.cut();
+      heal = () => proxy.restore();
+      broker = await t.broker(destination, { host: proxy.host, port: proxy.port });
+    } else {
+      broker = await t.broker(destination);
+      const faults = t.options.chaos!.faults!(broker);
+      if (!faults)
+        throw new Error('[conformance] chaos.faults returned nothing for a broker made by create()');
+      // Before anything used the broker: it never gets to connect.
+      await faults.cut();
+      heal = () => faults.restore();
+    }
+    try {
+      const got = t.collector();
+      const sub = t.track(
+        broker.subscribe(got.handler, { group: t.group(), onDeadLetter: got.onDeadLetter }),
+      );
+      const [event] = makeEvents(t.run, 1);
+      const outcome = broker.publish(event!).then(
+        () => 'resolved',
+        (error: unknown) => error,
+      );
+      await withTimeout(
+        broker.close({ timeoutMs: 1_000 }),
+        t.timeoutMs,
+        'close({ timeoutMs: 1000 }) while the broker is unreachable',
+      );
+      expect(await outcome, 'a publish still unsent at close is rejected').toMatchObject({
+        code: 'UNSENT_AT_CLOSE',
+      });
+      await withTimeout(sub.closed, t.timeoutMs, 'the subscription to end');
+    } finally {
+      await heal();
+    }
+  },
+};
+
+export const chaosCases = [chaosCut, chaosStall, chaosRestart, closeUnreachable];

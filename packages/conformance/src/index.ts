@@ -1,0 +1,22 @@
+/**
+ * @parley/conformance: the suite every Parley broker adapter must pass. One call registers every case with vitest:
+ *
+ * ```ts
+ * runConformance({ name: 'kafka', create: ({ destination }) => kafkaBroker({ topic: destination }), probe });
+ * ```
+ *
+ * Cases a broker cannot run (a capability it does not declare, a hook it lacks, or one it disables with a reason)
+ * show as skipped tests saying why. After the run, `conformance-report.json` lists every case and its outcome.
+ */
+export { type FaultMode, type FaultProxy, type FaultProxyOptions, startFaultProxy } from './fault-proxy.js';
+export { rasaSampleBodies, rasaSampleLines } from './rasa-sample.js';
+export { type ConformanceReport, runConformance } from './suite.js';
+export {
+  type CaseName,
+  type ChaosOptions,
+  type ConformanceContext,
+  type ConformanceOptions,
+  caseNames,
+  type Probe,
+  type ProbeMessage,
+} from './types.js';
