@@ -161,7 +161,7 @@ export function amqpDriver(
     const channel = await model.createChannel();
     channel.on('error', () => {});
     await channel.prefetch(consumer.options.prefetch);
-    const queue = consumer.options.group;
+    const queue = queueOf(settings, consumer.options.group);
     await declareQueue(channel, queue);
     await channel.assertQueue(settings.deadLetterQueue(queue), {
       durable: true,
@@ -316,7 +316,7 @@ export function amqpDriver(
     async deadLetter(deadLetter: DeadLetter) {
       const channel = publishChannel;
       if (!channel) throw fail('not connected: cannot store the dead letter');
-      const queue = settings.deadLetterQueue(deadLetter.group);
+      const queue = settings.deadLetterQueue(queueOf(settings, deadLetter.group));
       const headers: Record<string, unknown> = {
         ...deadLetter.headers,
         'x-parley-reason': deadLetter.reason,
@@ -357,6 +357,15 @@ export function amqpDriver(
       publishChannel = undefined;
     },
   };
+}
+
+/**
+ * The queue a group reads. Rasa's `queues` keep their names, so Parley and Rasa's consumers share them; any other
+ * group gets a queue of its own exchange, `<exchange_name>.<group>`, because RabbitMQ queue names are global to
+ * a vhost and a group must not mix the events of two exchanges.
+ */
+export function queueOf(settings: Pick<AmqpSettings, 'queues' | 'exchange'>, group: string): string {
+  return settings.queues.includes(group) ? group : `${settings.exchange}.${group}`;
 }
 
 /** Options of `amqpBroker`: Rasa's pika keys as in endpoints.yml, plus Parley's broker options. */

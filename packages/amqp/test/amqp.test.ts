@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { startFaultProxy } from '@parley/conformance';
 import {
+  type AnyEvent,
   type Broker,
   createBroker,
   type EventEnvelope,
@@ -38,7 +39,7 @@ afterEach(async () => {
 });
 afterAll(async () => {
   await raw?.close().catch(() => {});
-  deleteQueuesWithPrefix(prefix);
+  await deleteQueuesWithPrefix(prefix);
 });
 
 async function getAll(queue: string, count: number, timeoutMs = 10_000): Promise<GetMessage[]> {
@@ -163,8 +164,8 @@ describe('reliability', () => {
       );
       const a = collector(40);
       const b = collector(40);
-      const subA = broker.subscribe(a.handler, { group: `${queue}-a` });
-      const subB = broker.subscribe(b.handler, { group: `${queue}-b` });
+      const subA = broker.subscribe(a.handler, { group: 'a' });
+      const subB = broker.subscribe(b.handler, { group: 'b' });
       await Promise.all([subA.ready, subB.ready]);
       for (let i = 0; i < 20; i++) await broker.publish({ sender_id: 's', ...slotSet('n', i) });
       await proxy.cut();
@@ -273,6 +274,25 @@ describe('reliability', () => {
     await broker.publish({ sender_id: 's', ...slotSet('a', 1) });
     expect(await getAll(queue, 1)).toHaveLength(1);
     expect((await broker.health()).detail?.host).toBe(`amqp://guest:<redacted>@${url.host}`);
+  });
+});
+
+describe('groups', () => {
+  it("reads Rasa's queues by name, and gives any other group a queue of its own exchange", async () => {
+    const { exchange, queue } = names();
+    const broker = track(amqpBroker({ url: AMQP_URL, exchange_name: exchange, queues: [queue], ...quiet }));
+    const rasa = collector(1);
+    const own = collector(1);
+    const subs = [
+      broker.subscribe(rasa.handler, { group: queue }),
+      broker.subscribe(own.handler, { group: 'analytics' }),
+    ];
+    await Promise.all(subs.map((s) => s.ready));
+    await broker.publish({ sender_id: 's', ...slotSet('a', 1) });
+    await Promise.all([rasa.all, own.all]);
+    const ch = await rawChannel();
+    await ch.checkQueue(`${exchange}.analytics`); // throws (404) when missing
+    await ch.close();
   });
 });
 

@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { runConformance } from '@parley/conformance';
 import { type Channel, type ChannelModel, connect } from 'amqplib';
 import { afterAll } from 'vitest';
-import { amqpBroker } from '../src/index.js';
+import { amqpBroker, queueOf } from '../src/index.js';
 import { AMQP_URL, deleteQueuesWithPrefix, rasaExchange } from './support.js';
 
 // The oracle: a raw amqplib client, independent of the adapter under test.
@@ -37,12 +37,14 @@ runConformance({
       });
       await ch.close();
     },
-    async deadLetters(_destination, group) {
+    async deadLetters(destination, group) {
       const ch = await channel();
-      await ch.assertQueue(`${group}.dead-letter`, { durable: true });
+      const exchange = `${prefix}${destination}`;
+      const dlq = `${queueOf({ exchange, queues: [exchange] }, group)}.dead-letter`;
+      await ch.assertQueue(dlq, { durable: true });
       const seen: { body: Uint8Array; headers: Record<string, string> }[] = [];
       const held = [];
-      for (let m = await ch.get(`${group}.dead-letter`); m; m = await ch.get(`${group}.dead-letter`)) {
+      for (let m = await ch.get(dlq); m; m = await ch.get(dlq)) {
         held.push(m);
         const headers: Record<string, string> = {};
         for (const [k, v] of Object.entries(m.properties.headers ?? {})) headers[k] = String(v);
@@ -71,6 +73,11 @@ runConformance({
       );
       return { messages: async () => messages, close: () => ch.close() };
     },
+    async cleanup(destination) {
+      const ch = await channel();
+      await ch.deleteExchange(`${prefix}${destination}`);
+      await ch.close();
+    },
   },
   chaos: {
     upstream: { host: new URL(AMQP_URL).hostname, port: Number(new URL(AMQP_URL).port || 5672) },
@@ -86,5 +93,5 @@ runConformance({
 
 afterAll(async () => {
   await raw?.close().catch(() => {});
-  deleteQueuesWithPrefix(prefix);
+  await deleteQueuesWithPrefix(prefix);
 });

@@ -239,7 +239,7 @@ afterAll(async () => {
       await model.close();
     }
   }
-  deleteQueuesWithPrefix(prefix); // anything left over (a test that failed half-way)
+  await deleteQueuesWithPrefix(prefix); // anything left over (a test that failed half-way)
 });
 
 // ─── The tests ───────────────────────────────────────────────────────────────────────────────────────────────

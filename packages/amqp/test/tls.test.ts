@@ -246,7 +246,7 @@ afterAll(async () => {
       await model.close();
     }
   }
-  deleteQueuesWithPrefix(prefix);
+  await deleteQueuesWithPrefix(prefix);
 });
 
 function restoreEnv(): void {
