@@ -81,6 +81,7 @@ export function defineBroker<Client>(
   const publisher = new Publisher(driver, {
     bufferSize: options.bufferSize ?? 10_000,
     maxBatch: options.maxBatch ?? 500,
+    maxInFlightBatches: 8,
     backoff: reconnect,
     connected,
     warn,

@@ -9,6 +9,8 @@ import { backoffDelay, sleep } from './backoff.js';
 import type { BackoffOptions, BrokerDriver, OutgoingMessage, SendOutcome } from './contract.js';
 
 interface Entry {
+  /** Publish order: failed entries go back in this order. */
+  readonly seq: number;
   readonly message: OutgoingMessage;
   readonly resolve: () => void;
   readonly reject: (error: Error) => void;
@@ -17,6 +19,8 @@ interface Entry {
 export interface PublisherOptions {
   readonly bufferSize: number;
   readonly maxBatch: number;
+  /** Batches sent while earlier ones still wait for their confirms. */
+  readonly maxInFlightBatches: number;
   readonly backoff: BackoffOptions;
   /** Resolves once the driver is connected for the first time. */
   readonly connected: () => Promise<void>;
@@ -26,9 +30,14 @@ export interface PublisherOptions {
 export class Publisher {
   readonly #driver: BrokerDriver;
   readonly #options: PublisherOptions;
-  /** Waiting to be sent, oldest first; a batch being sent is in #sending. */
+  /** Waiting to be sent, oldest first. */
   #queue: Entry[] = [];
-  #sending: Entry[] = [];
+  /** Sent, waiting for the broker's outcome, per batch. */
+  readonly #inFlight = new Set<Entry[]>();
+  /** Retryable failures of the current round, sent again (in publish order) once every batch settled. */
+  #retry: Entry[] = [];
+  #lastError: Error | undefined;
+  #seq = 0;
   #pumping = false;
   #closed = false;
   #failures = 0;
@@ -42,7 +51,9 @@ export class Publisher {
 
   /** Events not yet accepted by the broker. */
   get pending(): number {
-    return this.#queue.length + this.#sending.length;
+    let sending = 0;
+    for (const batch of this.#inFlight) sending += batch.length;
+    return this.#queue.length + sending + this.#retry.length;
   }
 
   publish(message: OutgoingMessage): Promise<void> {
@@ -51,7 +62,8 @@ export class Publisher {
       return Promise.reject(new BufferFullError(this.#driver.name, this.#options.bufferSize));
     }
     return new Promise<void>((resolve, reject) => {
-      this.#queue.push({ message, resolve, reject });
+      this.#queue.push({ seq: this.#seq++, message, resolve, reject });
+      this.#wake(); // a pump waiting for confirms may send this one right away
       if (!this.#pumping) {
         this.#pumping = true;
         // Start on the next microtask, so that a synchronous run of publishes goes out as one batch.
@@ -78,8 +90,9 @@ export class Publisher {
       clearTimeout(timer);
     }
     this.#abort.abort();
-    const left = [...this.#sending, ...this.#queue];
+    const left = [...[...this.#inFlight].flat(), ...this.#retry, ...this.#queue];
     this.#queue = [];
+    this.#retry = [];
     for (const entry of left) {
       entry.reject(
         new PublishError(
@@ -89,71 +102,112 @@ export class Publisher {
         ),
       );
     }
+    this.#settleIdle();
   }
 
+  /**
+   * Sends batches back to back, several awaiting their confirms at once (a confirm round trip per batch would
+   * cap throughput). A retryable failure stops new batches; once every batch in flight has settled, the failed
+   * entries go first again, in publish order, after a backoff. So order holds, as with one batch at a time.
+   */
   async #pump(): Promise<void> {
-    try {
-      while (this.#queue.length > 0 && !this.#abort.signal.aborted) {
-        try {
-          await this.#options.connected();
-        } catch (error) {
-          // The broker could not be reached at all (connectAttempts exhausted): fail what waits, loudly.
-          const reason = error instanceof Error ? error : new Error(String(error));
-          for (const entry of this.#queue.splice(0)) entry.reject(reason);
-          break;
-        }
-        if (this.#abort.signal.aborted) break;
-        this.#sending = this.#queue.splice(0, this.#options.maxBatch);
-        const outcomes = await this.#send(this.#sending.map((e) => e.message));
-        const again: Entry[] = [];
-        let lastError: Error | undefined;
-        this.#sending.forEach((entry, i) => {
-          const outcome = outcomes[i] ?? {
-            ok: false,
-            retryable: true,
-            error: new Error('no outcome from driver'),
-          };
-          if (outcome.ok) entry.resolve();
-          else if (outcome.retryable && !this.#abort.signal.aborted) {
-            again.push(entry);
-            lastError = outcome.error;
-          } else {
-            entry.reject(
-              outcome.error instanceof PublishError
-                ? outcome.error
-                : new PublishError(this.#driver.name, `publish refused: ${outcome.error.message}`, {
-                    cause: outcome.error,
-                  }),
-            );
-          }
-        });
-        this.#sending = [];
-        if (again.length === 0) {
-          if (this.#failures > 0)
-            this.#options.warn(`[parley] [${this.#driver.name}] publishing again after an outage`);
-          this.#failures = 0;
-          continue;
-        }
-        // Retry before anything newer, to keep the order.
-        this.#queue.unshift(...again);
+    while (!this.#abort.signal.aborted) {
+      try {
+        await this.#options.connected();
+      } catch (error) {
+        // The broker could not be reached at all (connectAttempts exhausted): fail what waits, loudly.
+        const reason = error instanceof Error ? error : new Error(String(error));
+        for (const entry of this.#queue.splice(0)) entry.reject(reason);
+        break;
+      }
+      while (
+        this.#queue.length > 0 &&
+        this.#retry.length === 0 &&
+        this.#inFlight.size < this.#options.maxInFlightBatches &&
+        !this.#abort.signal.aborted
+      ) {
+        const batch = this.#queue.splice(0, this.#options.maxBatch);
+        this.#inFlight.add(batch);
+        void this.#send(batch.map((e) => e.message)).then((outcomes) => this.#settle(batch, outcomes));
+      }
+      if (this.#inFlight.size === 0 && this.#retry.length === 0) break; // nothing sent, nothing waiting
+      await this.#roundDone();
+      if (this.#retry.length > 0 && !this.#abort.signal.aborted) {
+        this.#queue.unshift(...this.#retry.sort((a, b) => a.seq - b.seq));
+        this.#retry = [];
         this.#failures++;
         const delay = backoffDelay(this.#failures, this.#options.backoff);
         if (this.#failures === 1 || this.#failures % 20 === 0) {
           this.#options.warn(
-            `[parley] [${this.#driver.name}] publish failed (${lastError?.message ?? 'unknown error'}); ` +
+            `[parley] [${this.#driver.name}] publish failed (${this.#lastError?.message ?? 'unknown error'}); ` +
               `${this.pending} events buffered, retrying in ${delay} ms`,
           );
         }
         await sleep(delay, this.#abort.signal);
-      }
-    } finally {
-      this.#pumping = false;
-      if (this.pending === 0) for (const resolve of this.#idle.splice(0)) resolve();
-      else if (this.#queue.length > 0 && !this.#abort.signal.aborted) {
-        this.#pumping = true;
-        queueMicrotask(() => void this.#pump());
+      } else if (this.#failures > 0 && this.#inFlight.size === 0) {
+        this.#options.warn(`[parley] [${this.#driver.name}] publishing again after an outage`);
+        this.#failures = 0;
       }
     }
+    this.#pumping = false;
+    this.#settleIdle();
+    if (this.#queue.length > 0 && !this.#abort.signal.aborted && !this.#pumping) {
+      this.#pumping = true;
+      queueMicrotask(() => void this.#pump());
+    }
+  }
+
+  #settle(batch: Entry[], outcomes: readonly SendOutcome[]): void {
+    this.#inFlight.delete(batch);
+    batch.forEach((entry, i) => {
+      const outcome = outcomes[i] ?? {
+        ok: false,
+        retryable: true,
+        error: new Error('no outcome from driver'),
+      };
+      if (outcome.ok) entry.resolve();
+      else if (outcome.retryable && !this.#abort.signal.aborted) {
+        this.#retry.push(entry);
+        this.#lastError = outcome.error;
+      } else {
+        entry.reject(
+          outcome.error instanceof PublishError
+            ? outcome.error
+            : new PublishError(this.#driver.name, `publish refused: ${outcome.error.message}`, {
+                cause: outcome.error,
+              }),
+        );
+      }
+    });
+    this.#wake();
+  }
+
+  #roundWaiter: (() => void) | undefined;
+
+  #wake(): void {
+    const waiter = this.#roundWaiter;
+    this.#roundWaiter = undefined;
+    waiter?.();
+  }
+
+  /**
+   * Resolves when the pump may go on: when there is something to send and room for it, or when every batch has
+   * settled. After a retryable failure, only the latter: the failed entries must go first again.
+   */
+  #roundDone(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const check = () => {
+        const room = this.#inFlight.size < this.#options.maxInFlightBatches;
+        if (this.#inFlight.size === 0 || (this.#retry.length === 0 && this.#queue.length > 0 && room))
+          resolve();
+        else this.#roundWaiter = check;
+      };
+      check();
+    });
+  }
+
+  #settleIdle(): void {
+    if (this.pending === 0) for (const resolve of this.#idle.splice(0)) resolve();
   }
 
   /** A driver that throws instead of returning outcomes has lost its connection: every message is retryable. */
