@@ -76,6 +76,8 @@ export function amqpDriver(
       const index = (nextUrl + i) % settings.urls.length;
       try {
         const model = await connect(withHeartbeat(settings.urls[index]!, settings.heartbeat), {
+          // Nagle's algorithm holds small frames back for ~40 ms: confirms and acks are small frames.
+          noDelay: true,
           ...settings.socketOptions,
           clientProperties: { connection_name: `parley-amqp-${process.pid}` },
         });
@@ -201,49 +203,63 @@ export function amqpDriver(
     };
   }
 
-  /** Publishes with a confirm. Returns the outcome, and whether the socket can take more now (backpressure). */
-  function publishOne(
+  const baseProperties = {
+    persistent: true,
+    ...(settings.appId === undefined ? {} : { appId: settings.appId }),
+  };
+
+  /**
+   * Publishes a batch with confirms; resolves with one outcome per message. One timer and one promise per batch,
+   * not per message: per-message allocations cost several percent of throughput.
+   */
+  async function publishBatch(
     channel: ConfirmChannel,
     exchange: string,
     routingKey: string,
-    body: Buffer,
-    headers: Record<string, unknown> | undefined,
-  ): { outcome: Promise<SendOutcome>; writable: boolean } {
-    let writable = true;
-    const outcome = new Promise<SendOutcome>((resolve) => {
-      const timer = setTimeout(
-        () =>
-          resolve({
-            ok: false,
-            retryable: true,
-            error: fail(`no publisher confirm within ${settings.confirmTimeoutMs} ms`),
-          }),
-        settings.confirmTimeoutMs,
-      );
-      const options = {
-        persistent: true,
-        ...(settings.appId === undefined ? {} : { appId: settings.appId }),
-        ...(headers && Object.keys(headers).length > 0 ? { headers } : {}),
-      };
+    batch: readonly { readonly body: Uint8Array; readonly headers: Readonly<Record<string, unknown>> }[],
+  ): Promise<SendOutcome[]> {
+    const outcomes = new Array<SendOutcome | undefined>(batch.length);
+    let remaining = batch.length;
+    let done!: () => void;
+    const all = new Promise<void>((resolve) => (done = resolve));
+    const settle = (i: number, outcome: SendOutcome) => {
+      if (outcomes[i] !== undefined) return;
+      outcomes[i] = outcome;
+      if (--remaining === 0) done();
+    };
+    const timer = setTimeout(() => {
+      const late = fail(`no publisher confirm within ${settings.confirmTimeoutMs} ms`);
+      for (let i = 0; i < batch.length; i++) settle(i, { ok: false, retryable: true, error: late });
+    }, settings.confirmTimeoutMs);
+    for (let i = 0; i < batch.length && remaining > 0; i++) {
+      const { body, headers } = batch[i]!;
+      const content = Buffer.isBuffer(body)
+        ? body
+        : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+      const properties = Object.keys(headers).length > 0 ? { ...baseProperties, headers } : baseProperties;
+      let writable = true;
       try {
-        writable = channel.publish(exchange, routingKey, body, options, (error) => {
-          clearTimeout(timer);
-          resolve(
+        writable = channel.publish(exchange, routingKey, content, properties, (error) => {
+          settle(
+            i,
             error
               ? {
                   ok: false,
                   retryable: settings.bufferUnpublished,
                   error: fail(`broker refused the message: ${describe(error)}`, error),
                 }
-              : { ok: true },
+              : ACCEPTED,
           );
         });
       } catch (error) {
-        clearTimeout(timer);
-        resolve({ ok: false, retryable: settings.bufferUnpublished, error: fail(describe(error), error) });
+        settle(i, { ok: false, retryable: settings.bufferUnpublished, error: fail(describe(error), error) });
       }
-    });
-    return { outcome, writable };
+      // amqplib buffers without limit when the socket is slow: wait for it to drain, as a careful client does.
+      if (!writable) await drained(channel);
+    }
+    await all;
+    clearTimeout(timer);
+    return outcomes as SendOutcome[];
   }
 
   const unavailable = (): SendOutcome => ({
@@ -278,15 +294,7 @@ export function amqpDriver(
     async send(batch: readonly OutgoingMessage[]) {
       const channel = publishChannel;
       if (!channel) return batch.map(unavailable);
-      const confirms: Promise<SendOutcome>[] = [];
-      for (const message of batch) {
-        const body = Buffer.isBuffer(message.body) ? message.body : Buffer.from(message.body);
-        const { outcome, writable } = publishOne(channel, settings.exchange, '', body, message.headers);
-        confirms.push(outcome);
-        // amqplib buffers without limit when the socket is slow: wait for it to drain, as a careful client does.
-        if (!writable) await drained(channel);
-      }
-      return Promise.all(confirms);
+      return publishBatch(channel, settings.exchange, '', batch);
     },
 
     async consume(options, deliver): Promise<DriverConsumer> {
@@ -328,8 +336,8 @@ export function amqpDriver(
         ...(deadLetter.senderId === undefined ? {} : { 'x-parley-sender-id': deadLetter.senderId }),
       };
       // To the default exchange, routed by queue name: the dead-letter queue is not bound to Rasa's exchange.
-      const outcome = await publishOne(channel, '', queue, Buffer.from(deadLetter.body), headers).outcome;
-      if (!outcome.ok) throw outcome.error;
+      const [outcome] = await publishBatch(channel, '', queue, [{ body: deadLetter.body, headers }]);
+      if (outcome && !outcome.ok) throw outcome.error;
     },
 
     isReady: () => !closing && connection !== undefined && publishChannel !== undefined,
@@ -443,17 +451,26 @@ function socketOf(model: ChannelModel): { destroy(): void } | undefined {
   return (model as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream;
 }
 
+const ACCEPTED: SendOutcome = { ok: true };
+const drains = new WeakMap<Channel, Promise<void>>();
+
 /** Resolves when the channel can take more writes, or is gone (then the confirms report the failure). */
 function drained(channel: Channel): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      channel.off('drain', done);
-      channel.off('close', done);
-      resolve();
-    };
-    channel.once('drain', done);
-    channel.once('close', done);
-  });
+  let waiting = drains.get(channel);
+  if (!waiting) {
+    waiting = new Promise<void>((resolve) => {
+      const done = () => {
+        channel.off('drain', done);
+        channel.off('close', done);
+        drains.delete(channel);
+        resolve();
+      };
+      channel.once('drain', done);
+      channel.once('close', done);
+    });
+    drains.set(channel, waiting);
+  }
+  return waiting;
 }
 
 function stringHeaders(headers: Record<string, unknown> | undefined): Record<string, string> {

@@ -8,7 +8,15 @@ import { AMQP_URL, deleteQueuesWithPrefix, rasaExchange } from './support.js';
 // The oracle: a raw amqplib client, independent of the adapter under test.
 let raw: ChannelModel | undefined;
 async function channel(): Promise<Channel> {
-  raw ??= await connect(AMQP_URL);
+  if (!raw) {
+    const model = await connect(AMQP_URL);
+    model.on('error', () => {});
+    // The chaos cases restart RabbitMQ: connect again next time.
+    model.on('close', () => {
+      if (raw === model) raw = undefined;
+    });
+    raw = model;
+  }
   const ch = await raw.createChannel();
   ch.on('error', () => {});
   return ch;
