@@ -1,6 +1,7 @@
 // The broker harness every adapter reuses: publish throughput, consume throughput and publish→handler latency at a
-// fixed rate, each beside a baseline (the raw client doing the same work) in the same run. Runs alternate between
-// candidate and baseline, and each figure is the median of the runs, so drift hits both alike.
+// fixed rate, each beside a baseline (the raw client doing the same work) in the same run. After an untimed
+// warm-up of both, runs alternate between candidate and baseline (who goes first alternating too), and each figure
+// is the median of the runs, so drift hits both alike.
 import { readdirSync, readFileSync } from 'node:fs';
 import { decodeEvent } from '@parley/core';
 import { fmt, median, table } from './harness.mjs';
@@ -27,16 +28,25 @@ const uniq = () => `bench-${process.pid}-${Math.random().toString(36).slice(2, 8
  * @param {object} spec
  * @param {string} spec.name  the adapter
  * @param {(destination: string) => import('@parley/core').Broker | Promise<import('@parley/core').Broker>} spec.create
- * @param {{ label: string, publish?: (destination: string, bodies: Buffer[]) => Promise<void>,
- *   consume?: (destination: string, bodies: Buffer[]) => Promise<number>,
+ * @param {{ label: string,
+ *   publish?: (destination: string, bodies: Buffer[], context: { envelopes: object[] }) => Promise<number | void>,
+ *   consume?: (destination: string, bodies: Buffer[], context: { concurrency: number }) => Promise<number>,
  *   latency?: (destination: string, rate: number, seconds: number) => Promise<number[]> }} spec.baseline
- *   the raw client doing the same work: publish resolves when every body was confirmed; consume pre-publishes the
- *   bodies itself and returns the ms it took to receive (and ack) them all; latency returns per-event ms.
+ *   the raw client doing the same work: publish resolves when every body was confirmed, and may return the ms of
+ *   the publishing itself (first publish to last confirm) when it also connects, declares or closes, which the
+ *   adapter's figure leaves out too; `envelopes` are the events the bodies encode, for the raw equivalent of the
+ *   encoding the adapter does while timed (as consume's baseline does JSON.parse for its decoding); consume
+ *   pre-publishes the bodies itself and returns the ms it took to receive (and ack) them all with `concurrency`
+ *   in flight; latency returns per-event ms.
+ * @param {(destination: string) => Promise<void>} [spec.cleanup]
+ *   called after each measurement with the destination it used (outside the timing), so that what one run left
+ *   at the broker (queues full of messages) does not slow the next.
  * @param {{ events?: number, concurrency?: number, rate?: number, seconds?: number, runs?: number,
  *   format?: 'python' | 'compact' }} [spec.options]
+ *   `events` at most the adapter's publish buffer (10,000 by default): they are all published at once.
  */
-export async function benchBroker({ name, create, baseline, options = {} }) {
-  const events = options.events ?? 20_000;
+export async function benchBroker({ name, create, baseline, cleanup = async () => {}, options = {} }) {
+  const events = options.events ?? 10_000;
   const runs = options.runs ?? 3;
   const rate = options.rate ?? 1_000;
   const seconds = options.seconds ?? 3;
@@ -51,14 +61,38 @@ export async function benchBroker({ name, create, baseline, options = {} }) {
     latencyBase: [],
   };
 
+  const measures = (events) => ({
+    publish: () => publishRate(create, events, cleanup),
+    publishBase: baseline.publish && (() => baselinePublishRate(baseline, events, create, cleanup)),
+    consume: () => consumeRate(create, events, concurrency, cleanup),
+    consumeBase:
+      baseline.consume && (() => baselineConsumeRate(baseline, events, create, concurrency, cleanup)),
+  });
+  // An untimed warm-up of both sides first, so that neither pays for compiling the code they share (the client
+  // library, the event mix) in the figures.
+  const warmUp = measures(batch.slice(0, Math.min(batch.length, 1_000)));
+  for (const measure of Object.values(warmUp)) await measure?.();
+  const timed = measures(batch);
   for (let run = 0; run < runs; run++) {
-    results.publish.push(await publishRate(create, batch));
-    if (baseline.publish) results.publishBase.push(await baselinePublishRate(baseline, batch, create));
-    results.consume.push(await consumeRate(create, batch, concurrency));
-    if (baseline.consume) results.consumeBase.push(await baselineConsumeRate(baseline, batch, create));
+    // Each pair in turn, who goes first alternating per run, so that what the other left behind (the broker still
+    // busy with it, garbage to collect) weighs on both alike.
+    for (const [ours, theirs] of [
+      ['publish', 'publishBase'],
+      ['consume', 'consumeBase'],
+    ]) {
+      for (const name of run % 2 ? [theirs, ours] : [ours, theirs]) {
+        if (!timed[name]) continue;
+        globalThis.gc?.(); // the previous measurement's garbage is not this one's to collect
+        results[name].push(await timed[name]());
+      }
+    }
   }
-  results.latency = await latencies(create, rate, seconds);
-  if (baseline.latency) results.latencyBase = await baseline.latency(uniq(), rate, seconds);
+  results.latency = await latencies(create, rate, seconds, cleanup);
+  if (baseline.latency) {
+    const destination = uniq();
+    results.latencyBase = await baseline.latency(destination, rate, seconds);
+    await cleanup(destination);
+  }
 
   const row = (label, ours, base) => [
     label,
@@ -93,29 +127,42 @@ export async function benchBroker({ name, create, baseline, options = {} }) {
       : undefined,
     publish: median(results.publish),
     consume: median(results.consume),
+    /** Every run's figure, events/s, for judging the spread. */
+    runs: {
+      publish: results.publish,
+      publishBase: results.publishBase,
+      consume: results.consume,
+      consumeBase: results.consumeBase,
+    },
   };
 }
 
-async function publishRate(create, batch) {
-  const broker = await create(uniq());
+/** Publish events/s of the adapter: `batch` published at once, each resolving on the broker's confirm. */
+export async function publishRate(create, batch, cleanup = async () => {}) {
+  const destination = uniq();
+  const broker = await create(destination);
   await broker.ready();
   const start = performance.now();
   // Every publish is in flight at once, as a busy Rasa would have them; each resolves on the broker's confirm.
   await Promise.all(batch.map((e) => broker.publish(e)));
   const rate = (batch.length * 1000) / (performance.now() - start);
   await broker.close();
+  await cleanup(destination);
   return rate;
 }
 
-async function baselinePublishRate(baseline, batch, create) {
+async function baselinePublishRate(baseline, batch, create, cleanup) {
   const bodies = await bodiesFor(create, batch);
+  const destination = uniq();
   const start = performance.now();
-  await baseline.publish(uniq(), bodies);
-  return (batch.length * 1000) / (performance.now() - start);
+  const ms = await baseline.publish(destination, bodies, { envelopes: batch });
+  const elapsed = typeof ms === 'number' ? ms : performance.now() - start;
+  await cleanup(destination);
+  return (batch.length * 1000) / elapsed;
 }
 
 /** The exact bytes the adapter would publish, so the baseline sends the same payloads. */
-async function bodiesFor(create, batch) {
+export async function bodiesFor(create, batch) {
   const { stringifyEvent } = await import('@parley/core');
   const probe = await create(uniq());
   const format = probe.name === 'amqp' || probe.name === 'file' ? 'python' : 'compact';
@@ -123,7 +170,7 @@ async function bodiesFor(create, batch) {
   return batch.map((e) => Buffer.from(stringifyEvent(e, { format })));
 }
 
-async function consumeRate(create, batch, concurrency) {
+async function consumeRate(create, batch, concurrency, cleanup) {
   const destination = uniq();
   const broker = await create(destination);
   const group = `${destination}-g`;
@@ -146,16 +193,19 @@ async function consumeRate(create, batch, concurrency) {
   const rate = (batch.length * 1000) / (performance.now() - start);
   await sub.close();
   await broker.close();
+  await cleanup(destination);
   return rate;
 }
 
-async function baselineConsumeRate(baseline, batch, create) {
+async function baselineConsumeRate(baseline, batch, create, concurrency, cleanup) {
   const bodies = await bodiesFor(create, batch);
-  const ms = await baseline.consume(uniq(), bodies);
+  const destination = uniq();
+  const ms = await baseline.consume(destination, bodies, { concurrency });
+  await cleanup(destination);
   return (batch.length * 1000) / ms;
 }
 
-async function latencies(create, rate, seconds) {
+async function latencies(create, rate, seconds, cleanup) {
   const destination = uniq();
   const broker = await create(destination);
   const samples = [];
@@ -185,5 +235,6 @@ async function latencies(create, rate, seconds) {
   await Promise.race([finished, new Promise((r) => setTimeout(r, 10_000 + seconds * 1000))]);
   await sub.close();
   await broker.close();
+  await cleanup(destination);
   return samples;
 }

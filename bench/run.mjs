@@ -23,3 +23,8 @@ if (wants('codec')) {
 if (wants('embedded') || wants('memory') || wants('file')) {
   await embedded.run(quick ? { events: 2_000, runs: 1, seconds: 1 } : {});
 }
+if (wants('amqp')) {
+  await (await import('./amqp.mjs')).run(
+    quick ? { events: 1_000, runs: 1, seconds: 1, pikaEvents: 500, pikaRuns: 1 } : {},
+  );
+}
