@@ -15,11 +15,18 @@ export async function run(options) {
     name: 'memory',
     create: (destination) => memoryBroker({ hub, destination, ...quiet }),
     baseline: {
-      label: 'an in-process queue (setImmediate dispatch, JSON.parse per message)',
-      publish: async (_destination, bodies) => {
+      label:
+        'an in-process queue (JSON.stringify per message, setImmediate dispatch, JSON.parse per message)',
+      publish: async (_destination, _bodies, { envelopes }) => {
         const log = [];
+        // The raw equivalent of Parley's work: encode each event (JSON.stringify), then hand it over.
         await Promise.all(
-          bodies.map((b) => new Promise((resolve) => queueMicrotask(() => resolve(log.push(b))))),
+          envelopes.map(
+            (e) =>
+              new Promise((resolve) =>
+                queueMicrotask(() => resolve(log.push(Buffer.from(JSON.stringify(e))))),
+              ),
+          ),
         );
       },
       consume: async (_destination, bodies) => {
@@ -63,11 +70,12 @@ export async function run(options) {
     name: 'file',
     create: (destination) => fileBroker({ path: join(dir, `${destination}.log`), ...quiet }),
     baseline: {
-      label: 'fs appends of the same lines (500 per write) and a read + split + JSON.parse',
-      publish: async (destination, bodies) => {
+      label: 'fs appends (JSON.stringify, 500 lines per write) and a read + split + JSON.parse',
+      publish: async (destination, _bodies, { envelopes }) => {
         const handle = await open(join(dir, `${destination}.raw`), 'a');
-        for (let i = 0; i < bodies.length; i += 500) {
-          await handle.write(Buffer.concat(bodies.slice(i, i + 500).flatMap((b) => [b, Buffer.from('\n')])));
+        for (let i = 0; i < envelopes.length; i += 500) {
+          const lines = envelopes.slice(i, i + 500).map((e) => `${JSON.stringify(e)}\n`);
+          await handle.write(lines.join(''));
         }
         await handle.close();
       },
