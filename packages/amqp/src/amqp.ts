@@ -419,6 +419,7 @@ function fromConfig(
     connectAttempts: settings.connectionAttempts,
     ...(options.maxBatch === undefined ? {} : { maxBatch: options.maxBatch }),
     ...(settings.bufferSize === undefined ? {} : { bufferSize: settings.bufferSize }),
+    ...(settings.prefetch === undefined ? {} : { concurrency: settings.prefetch }),
     ...(settings.format === undefined ? {} : { format: settings.format }),
   });
 }

@@ -277,6 +277,33 @@ describe('reliability', () => {
   });
 });
 
+describe('prefetch', () => {
+  it('the prefetch key sets the default concurrency of subscriptions, and the channel prefetch', async () => {
+    const { exchange, queue } = names();
+    const broker = track(
+      amqpBroker({ url: AMQP_URL, exchange_name: exchange, queues: [queue], prefetch: 4, ...quiet }),
+    );
+    let running = 0;
+    let most = 0;
+    const c = collector(12);
+    const sub = broker.subscribe(
+      async (e) => {
+        most = Math.max(most, ++running);
+        await new Promise((r) => setTimeout(r, 30));
+        running--;
+        c.handler(e);
+      },
+      { ordering: 'none' },
+    );
+    await sub.ready;
+    await Promise.all(
+      Array.from({ length: 12 }, (_, i) => broker.publish({ sender_id: `s${i}`, ...slotSet('n', i) })),
+    );
+    await c.all;
+    expect(most).toBe(4);
+  });
+});
+
 describe('groups', () => {
   it("reads Rasa's queues by name, and gives any other group a queue of its own exchange", async () => {
     const { exchange, queue } = names();

@@ -316,6 +316,8 @@ export interface BrokerOptions {
   readonly connectAttempts?: number;
   /** Reject unknown event names on publish. Default false. */
   readonly strict?: boolean;
+  /** Default `concurrency` (and broker prefetch) of subscriptions that set none. Default 1. */
+  readonly concurrency?: number;
   /** Warnings (a reconnect, a config key Parley ignores). Default: process.emitWarning. Never gets credentials. */
   readonly onWarning?: (message: string) => void;
 }

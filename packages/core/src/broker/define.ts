@@ -149,6 +149,9 @@ export function defineBroker<Client>(
           "from: 'beginning' needs a broker that keeps history (capabilities.replay)",
         );
       }
+      if (subscribeOptions.concurrency === undefined && options.concurrency !== undefined) {
+        subscribeOptions = { ...subscribeOptions, concurrency: options.concurrency };
+      }
       const subscription = new SubscriptionImpl(
         driver as BrokerDriver,
         handler,
