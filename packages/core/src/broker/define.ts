@@ -87,12 +87,17 @@ export function defineBroker<Client>(
     warn,
   });
 
+  let warnedHeaders = false;
   const encode = (envelope: EventEnvelope<AnyEvent>, publishOptions?: PublishOptions): OutgoingMessage => {
     if (options.strict) {
       const checked = checkEvent(envelope, true);
       if (checked instanceof Error) throw checked;
     }
     const text = stringifyEvent(envelope, { format });
+    if (!driver.capabilities.headers && publishOptions?.headers && !warnedHeaders) {
+      warnedHeaders = true;
+      warn(`[parley] [${scope}] this broker cannot carry message headers: they are not sent (the event is)`);
+    }
     return {
       body: Buffer.from(text, 'utf8'),
       senderId: envelope.sender_id,

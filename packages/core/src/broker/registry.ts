@@ -73,8 +73,11 @@ export async function createBroker(
   return factory(config, { ...(options.onWarning ? { onWarning: options.onWarning } : {}) });
 }
 
-/** Keys every broker accepts, on top of its own: Parley's publish buffer and wire format. */
-function commonOptions(reader: ReturnType<typeof readOptions>, source: string): BrokerOptions {
+/**
+ * Reads the keys every broker accepts on top of its own (`buffer_size`, `format`), with the same checks as the
+ * built-in adapters: for third-party adapters' `fromEndpointConfig`.
+ */
+export function readCommonOptions(reader: ReturnType<typeof readOptions>, source: string): BrokerOptions {
   const bufferSize = reader.integer('buffer_size', { min: 1 });
   const format = reader.string('format');
   if (format !== undefined && format !== 'python' && format !== 'compact') {
@@ -90,7 +93,7 @@ function embeddedMemory(config: BrokerConfig, options: CreateBrokerOptions): Bro
   const reader = readOptions(config, 'memory');
   const destination = reader.string('destination', 'rasa_core_events');
   const hub = reader.string('hub', 'default');
-  const common = commonOptions(reader, config.source);
+  const common = readCommonOptions(reader, config.source);
   reader.done({ ...(options.onWarning ? { warn: options.onWarning } : {}) });
   return memoryBroker({
     destination,
@@ -105,7 +108,7 @@ function embeddedFile(config: BrokerConfig, options: CreateBrokerOptions): Broke
   // Rasa resolves `path` against the working directory; so does Parley.
   const path = reader.string('path', 'rasa_event.log');
   const fsync = reader.boolean('fsync');
-  const common = commonOptions(reader, config.source);
+  const common = readCommonOptions(reader, config.source);
   reader.done({ ...(options.onWarning ? { warn: options.onWarning } : {}) });
   return fileBroker({
     path,
