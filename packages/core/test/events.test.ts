@@ -138,6 +138,16 @@ describe('parseEvent', () => {
     );
   });
 
+  it('keeps NaN and Infinity in the compact format too, rather than turning them into null', () => {
+    const e = decodeEvent(
+      '{"sender_id": "s", "event": "slot", "timestamp": 1.0, "name": "x", "value": [NaN, -Infinity]}',
+    );
+    const compact = stringifyEvent(e);
+    expect(compact).not.toContain('null');
+    const back = decodeEvent(compact);
+    expect(back.event === 'slot' && back.value).toEqual([Number.NaN, Number.NEGATIVE_INFINITY]);
+  });
+
   it('normalises legacy form events as Rasa does', () => {
     expect(parseEvent({ event: 'form', timestamp: 1, name: 'booking_form' })).toEqual({
       event: 'active_loop',

@@ -2,7 +2,8 @@
  * The wire codec: bytes ⇄ the flat envelope `{"sender_id": …, ...event}` that Rasa publishes to every broker.
  *
  * Two formats:
- * - `compact` (default): `JSON.stringify`, the fastest; any JSON consumer, Rasa's included, reads it.
+ * - `compact` (default): `JSON.stringify`, the fastest; any JSON consumer, Rasa's included, reads it. (An event
+ *   decoded with Python's NaN or Infinity keeps them, written as Python writes them, rather than becoming null.)
  * - `python`: exactly what Rasa's `json.dumps` writes (`", "`/`": "`, `\uXXXX`, floats stay `1.0`), so Parley's
  *   bytes can equal Rasa's. A decoded envelope re-encoded unchanged in this format reproduces its source bytes:
  *   the decoder keeps the source text and the encoder reads from it what plain JS numbers cannot carry.
@@ -11,7 +12,13 @@ import { isUtf8 } from 'node:buffer';
 import { describeValue, EventDecodeError, EventValidationError, ParleyError } from '../errors.js';
 import { checkEvent, type ParseOptions } from '../events/parse.js';
 import type { AnyEvent, EventEnvelope, RasaEvent } from '../events/types.js';
-import { dumpsPython, type FloatHints, JsonSyntaxError, parseJson, scanNumberShape } from './python-json.js';
+import {
+  dumpsPython,
+  type FloatHints,
+  JsonSyntaxError,
+  parseJsonNoting,
+  scanNumberShape,
+} from './python-json.js';
 
 /** `compact` is standard JSON (the fast default); `python` is byte-identical to Rasa's `json.dumps`. */
 export type WireFormat = 'compact' | 'python';
@@ -45,15 +52,21 @@ class Identity {
  */
 class SourceText extends Identity {
   #text: string;
-  private constructor(target: object, text: string) {
+  /** The text holds Python's NaN or Infinity, which JSON.stringify would turn into null. */
+  #pythonTokens: boolean;
+  private constructor(target: object, text: string, pythonTokens: boolean) {
     super(target);
     this.#text = text;
+    this.#pythonTokens = pythonTokens;
   }
-  static attach(target: object, text: string): void {
-    new SourceText(target, text);
+  static attach(target: object, text: string, pythonTokens: boolean): void {
+    new SourceText(target, text, pythonTokens);
   }
   static of(target: object): string | undefined {
     return #text in target ? (target as SourceText).#text : undefined;
+  }
+  static hasPythonTokens(target: object): boolean {
+    return #text in target && (target as SourceText).#pythonTokens;
   }
 }
 
@@ -88,6 +101,12 @@ export function stringifyEvent(envelope: EventEnvelope<AnyEvent>, options?: Enco
     const source = SourceText.of(envelope);
     if (source !== undefined) return dumpsPython(envelope, { shape: scanNumberShape(source) });
     return dumpsPython(envelope, { floats: floatHints.get(envelope.event) ?? baseFloats });
+  }
+  // JSON.stringify would turn Python's NaN and Infinity into null. A decoded event can hold them (Rasa may write
+  // them), so one whose source had such a token keeps them, as Python writes them: Rasa's consumers and Parley read
+  // them.
+  if (SourceText.hasPythonTokens(envelope)) {
+    return dumpsPython(envelope, { shape: scanNumberShape(SourceText.of(envelope) ?? '') });
   }
   return JSON.stringify(envelope);
 }
@@ -152,9 +171,10 @@ function decode(
     if (text.includes('\uFFFD') && !isUtf8(bytes)) return new EventDecodeError('payload is not valid UTF-8');
   }
   let value: unknown;
+  let pythonTokens: boolean;
   try {
     // JSON.parse, plus Python's NaN/Infinity and a nesting limit (512) that holds on every path.
-    value = parseJson(text);
+    ({ value, pythonTokens } = parseJsonNoting(text));
   } catch (error) {
     const why = error instanceof JsonSyntaxError ? error.message : String(error);
     return new EventDecodeError(`payload is not JSON: ${why}`, { cause: error });
@@ -170,6 +190,6 @@ function decode(
   }
   const event = checkEvent(value, strict);
   if (event instanceof ParleyError) return event;
-  SourceText.attach(event, text);
+  SourceText.attach(event, text, pythonTokens);
   return event as EventEnvelope<AnyEvent>;
 }

@@ -459,6 +459,21 @@ export function parseJson(text: string): unknown {
   return deeperThanMax(text) ? parseSlow(text) : value;
 }
 
+/**
+ * `parseJson`, telling also whether the text needed Python's tokens (NaN, Infinity), which the native parser
+ * refuses: the codec remembers it, so that re-encoding keeps them.
+ * @internal
+ */
+export function parseJsonNoting(text: string): { value: unknown; pythonTokens: boolean } {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return { value: parseSlow(text), pythonTokens: true };
+  }
+  return { value: deeperThanMax(text) ? parseSlow(text) : value, pythonTokens: false };
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Encoding
 
