@@ -22,7 +22,7 @@ import {
   waitFor,
   withTimeout,
 } from './support.js';
-import type { CaseName, ConformanceOptions } from './types.js';
+import type { CaseName, CheckName, ConformanceOptions } from './types.js';
 
 /** What the suite knows before registering cases: the adapter's options and what its brokers declare. */
 export interface SuiteSetup {
@@ -75,6 +75,11 @@ export class CaseContext {
 
   get timeoutMs(): number {
     return this.setup.timeoutMs;
+  }
+
+  /** Why the adapter disabled a check within cases (`disable: { redelivered: '…' }`), or undefined when it is on. */
+  disabledCheck(check: CheckName): string | undefined {
+    return this.options.disable?.[check];
   }
 
   /** A fresh destination of this run, removed with `probe.cleanup` at the end. */

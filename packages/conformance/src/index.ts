@@ -14,9 +14,11 @@ export { type ConformanceReport, runConformance } from './suite.js';
 export {
   type CaseName,
   type ChaosOptions,
+  type CheckName,
   type ConformanceContext,
   type ConformanceOptions,
   caseNames,
+  checkNames,
   type Probe,
   type ProbeMessage,
 } from './types.js';

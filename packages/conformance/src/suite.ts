@@ -9,7 +9,7 @@ import { afterAll, describe, it } from 'vitest';
 import { cases } from './cases/index.js';
 import { CaseContext, type CaseDefinition, type SuiteSetup } from './harness.js';
 import { destinationName, newRunId } from './support.js';
-import { type CaseName, type ConformanceOptions, caseNames } from './types.js';
+import { type CaseName, type CheckName, type ConformanceOptions, caseNames, checkNames } from './types.js';
 
 const DEFAULT_TIMEOUT_MS = 20_000;
 
@@ -22,21 +22,28 @@ interface CaseReport {
   durationMs?: number;
 }
 
+interface CheckReport {
+  id: CheckName;
+  status: 'enabled' | 'disabled';
+  reason?: string;
+}
+
 /** The machine-readable result: which cases passed, failed or were skipped (and why), for this adapter. */
 export interface ConformanceReport {
   readonly adapter: string;
   readonly capabilities: Capabilities;
   readonly cases: readonly CaseReport[];
+  /** Checks within cases (`checkNames`): on, or disabled with the adapter's reason. */
+  readonly checks: readonly CheckReport[];
 }
 
 /** Registers every conformance case with vitest (describe/it). Call it once in a test file. */
 export function runConformance(options: ConformanceOptions): void {
-  const unknown = Object.keys(options.disable ?? {}).filter(
-    (key) => !(caseNames as readonly string[]).includes(key),
-  );
+  const known: readonly string[] = [...caseNames, ...checkNames];
+  const unknown = Object.keys(options.disable ?? {}).filter((key) => !known.includes(key));
   if (unknown.length > 0) {
     throw new Error(
-      `[conformance] disable names unknown cases: ${unknown.join(', ')} (cases: ${caseNames.join(', ')})`,
+      `[conformance] disable names unknown cases: ${unknown.join(', ')} (cases: ${caseNames.join(', ')}; checks: ${checkNames.join(', ')})`,
     );
   }
   describe(`conformance: ${options.name}`, async () => {
@@ -49,6 +56,10 @@ export function runConformance(options: ConformanceOptions): void {
         adapter: options.name,
         capabilities: setup.capabilities,
         cases: [...results.values()],
+        checks: checkNames.map((id): CheckReport => {
+          const reason = options.disable?.[id];
+          return reason === undefined ? { id, status: 'enabled' } : { id, status: 'disabled', reason };
+        }),
       };
       writeFileSync(
         resolve(options.report ?? 'conformance-report.json'),

@@ -13,6 +13,7 @@ export const caseNames = [
   'competing-consumers',
   'fan-out',
   'retry-then-succeed',
+  'release-redelivers',
   'repeated-failure-recovery',
   'subscriber-churn',
   'concurrent-close',
@@ -31,13 +32,25 @@ export const caseNames = [
   'dead-letter',
   'batch-publish',
   'chaos-cut',
+  'cut-redelivers',
   'chaos-stall',
   'chaos-restart',
+  'persistent',
   'close-unreachable',
 ] as const;
 
 /** The id of one conformance case: what `disable` takes and what the report lists. */
 export type CaseName = (typeof caseNames)[number];
+
+/**
+ * Checks within cases that `disable` can turn off without skipping the cases that make them:
+ * - `redelivered`: `DeliveryContext.redelivered` is not asserted (false on a first delivery, true once the broker
+ *   hands a message out again), for brokers that cannot tell. The cases still check that the messages come back.
+ */
+export const checkNames = ['redelivered'] as const;
+
+/** The id of a check within cases, which `disable` takes too. */
+export type CheckName = (typeof checkNames)[number];
 
 export interface ConformanceContext {
   /** A fresh, unique destination for this test (exchange/topic/stream/queue/file name: [a-z0-9-_.], ≤ 60 chars). */
@@ -85,8 +98,11 @@ export interface ConformanceOptions {
   /** Makes a broker for one destination. Called several times per case (publisher, consumers, peers). */
   readonly create: (ctx: ConformanceContext) => Broker | Promise<Broker>;
   readonly probe: Probe;
-  /** Cases this adapter cannot run, each with the reason shown in the skip: `{ replay: 'mock cluster keeps no history' }`. */
-  readonly disable?: Partial<Record<CaseName, string>>;
+  /**
+   * Cases this adapter cannot run, each with the reason shown in the skip: `{ replay: 'mock cluster keeps no history' }`;
+   * and checks it cannot pass, with the reason shown in the cases that skip them: `{ redelivered: 'no such flag' }`.
+   */
+  readonly disable?: Partial<Record<CaseName | CheckName, string>>;
   readonly chaos?: ChaosOptions;
   /** How long to wait for deliveries (default 20 s; raise for slow brokers). */
   readonly timeoutMs?: number;

@@ -6,7 +6,7 @@ import type { Broker } from '@parley/core';
 import { expect } from 'vitest';
 import { startFaultProxy } from '../fault-proxy.js';
 import type { CaseContext, CaseDefinition, SuiteSetup } from '../harness.js';
-import { delay, type Envelope, keyOf, makeEvents, withTimeout } from '../support.js';
+import { delay, type Envelope, keyOf, makeEvents, quietPeriod, withTimeout } from '../support.js';
 
 const PUBLISHERS = 4;
 const WINDOW = 200;
@@ -158,6 +158,95 @@ const chaosCut: CaseDefinition = {
   },
 };
 
+/**
+ * A cut while deliveries are certainly in flight: 4 handlers are blocked on their first delivery when the
+ * connection dies. What they held was never acknowledged, so once the connection is back the broker hands it out
+ * again, marked `redelivered`, and every event ends up handled.
+ */
+const cutRedelivers: CaseDefinition = {
+  id: 'cut-redelivers',
+  skip: ({ options }) =>
+    options.chaos?.upstream || options.chaos?.faults
+      ? undefined
+      : 'needs chaos.upstream (a TCP broker) or chaos.faults (a broker without a connection)',
+  async run(t) {
+    let link: Link;
+    let cut: () => Promise<void>;
+    let restore: () => Promise<void>;
+    if (t.options.chaos?.upstream) {
+      const made = await throughProxy(t);
+      ({ link } = made);
+      cut = () => made.proxy.cut();
+      restore = () => made.proxy.restore();
+    } else {
+      ({ link, cut, restore } = await withDriverFaults(t));
+    }
+    let openGate!: () => void;
+    const gate = new Promise<void>((resolve) => (openGate = resolve));
+    const blocked = new Set<string>();
+    let afterCut = false;
+    let running = 0;
+    const deliveries: { key: string; redelivered: boolean; afterCut: boolean }[] = [];
+    const got = t.collector({
+      before: async (envelope, context) => {
+        const key = keyOf(envelope);
+        deliveries.push({ key, redelivered: context.redelivered, afterCut });
+        running++;
+        try {
+          // The first delivery of each event blocks until the gate opens, after the cut and the restore.
+          if (!blocked.has(key)) {
+            blocked.add(key);
+            await gate;
+          }
+        } finally {
+          running--;
+        }
+      },
+    });
+    const { sub } = t.consume(link.subscriber, { group: t.group(), concurrency: 4 }, got);
+    await sub.ready;
+    const events = makeEvents(t.run, 4, { senders: 4 });
+    const keys = events.map(keyOf);
+    try {
+      await t.publishAll(link.publisher, events);
+      await t.waitFor(
+        () => running >= 4,
+        () => `4 handlers blocked on their first delivery (${running})`,
+      );
+      await cut();
+      // Nothing can arrive while the connection is down: what comes from now on comes after the restore.
+      afterCut = true;
+      await restore();
+    } finally {
+      openGate();
+      await link.heal();
+    }
+    const cameBack = () => deliveries.filter((d) => d.afterCut);
+    const disabled = t.disabledCheck('redelivered');
+    await t.waitFor(
+      () => got.missing(keys).length === 0 && cameBack().some((d) => disabled !== undefined || d.redelivered),
+      () =>
+        `every event handled (${got.unique}/4) and one redelivered after the restore ` +
+        `(${cameBack().length} deliveries after it, ${cameBack().filter((d) => d.redelivered).length} marked redelivered)`,
+    );
+    await t.waitFor(() => running === 0, 'every handler to finish');
+    await quietPeriod(200);
+    t.log(
+      `${deliveries.length} deliveries, ${cameBack().length} after the restore ` +
+        `(${cameBack().filter((d) => d.redelivered).length} marked redelivered)`,
+    );
+    expect(got.missing(keys), 'events never handled').toEqual([]);
+    if (disabled !== undefined) t.log(`context.redelivered not checked (disabled: ${disabled})`);
+    else {
+      expect(
+        deliveries.filter((d) => !d.afterCut && d.redelivered).map((d) => d.key),
+        'first deliveries marked redelivered',
+      ).toEqual([]);
+    }
+    expect(got.deadLetters).toEqual([]);
+  },
+};
+
 const chaosStall: CaseDefinition = {
   id: 'chaos-stall',
   skip: ({ options }) =>
@@ -194,6 +283,39 @@ const chaosRestart: CaseDefinition = {
       end: () => restarting,
     };
     return underLoad(t, link, [restart]);
+  },
+};
+
+/**
+ * `persistent`: once `publish` resolved, an event survives a broker restart. The group exists before the events are
+ * published, every client is gone during the restart, and a new one reads every event afterwards.
+ */
+const persistent: CaseDefinition = {
+  id: 'persistent',
+  skip: ({ capabilities, options }) =>
+    !capabilities.persistent
+      ? 'capabilities.persistent is false'
+      : options.chaos?.restartBroker
+        ? undefined
+        : 'needs chaos.restartBroker to check capabilities.persistent',
+  testTimeoutMs: chaosTimeout,
+  async run(t) {
+    const destination = t.destination();
+    const group = t.group();
+    const publisher = await t.broker(destination);
+    const creator = t.consume(publisher, { group });
+    await creator.sub.ready;
+    await creator.sub.close();
+    const events = makeEvents(t.run, 200, { senders: 10 });
+    // Each publish resolved: the broker confirmed it.
+    await t.publishAll(publisher, events);
+    await publisher.close();
+    await withTimeout(t.options.chaos!.restartBroker!(), CHAOS_WAIT_MS, 'chaos.restartBroker()');
+    const reader = await t.broker(destination);
+    const { sub, got } = t.consume(reader, { group, concurrency: 8 });
+    await withTimeout(sub.ready, Math.max(CHAOS_WAIT_MS, t.timeoutMs), 'the subscription after the restart');
+    await t.waitForAll(got, events.map(keyOf));
+    expect(got.deadLetters).toEqual([]);
   },
 };
 
@@ -251,4 +373,4 @@ const closeUnreachable: CaseDefinition = {
   },
 };
 
-export const chaosCases = [chaosCut, chaosStall, chaosRestart, closeUnreachable];
+export const chaosCases = [chaosCut, cutRedelivers, chaosStall, chaosRestart, persistent, closeUnreachable];

@@ -2,7 +2,16 @@
 import { decodeEvent } from '@parley/core';
 import { expect } from 'vitest';
 import type { CaseContext, CaseDefinition } from '../harness.js';
-import { type Envelope, hex, keyOf, makeEvents, quietPeriod, sameBytes } from '../support.js';
+import {
+  type Envelope,
+  hex,
+  keyOf,
+  makeEvents,
+  quietPeriod,
+  sameBytes,
+  untilAborted,
+  withTimeout,
+} from '../support.js';
 
 const fastBackoff = { initialMs: 20, maxMs: 50 };
 
@@ -40,6 +49,59 @@ const retryThenSucceed: CaseDefinition = {
     expect(sub.stats.retried).toBeGreaterThanOrEqual(2);
     expect(got.deadLetters).toEqual([]);
     expect(await probeDeadLetters(t, destination, group)).toEqual([]);
+  },
+};
+
+/**
+ * A subscription closes while its handlers hold unacknowledged events (they stop when their signal aborts, as the
+ * contract asks of long handlers): the events go back to the group, and the next subscriber of the group gets them
+ * marked `redelivered`, where the first one got them unmarked.
+ */
+const releaseRedelivers: CaseDefinition = {
+  id: 'release-redelivers',
+  async run(t) {
+    const destination = t.destination();
+    const group = t.group();
+    const [holder, successor] = [await t.broker(destination), await t.broker(destination)];
+    const held: { key: string; redelivered: boolean }[] = [];
+    const holding = t.collector({
+      before: async (envelope, context) => {
+        held.push({ key: keyOf(envelope), redelivered: context.redelivered });
+        await untilAborted(context.signal);
+        throw new Error('stopped: the subscription closed');
+      },
+    });
+    const first = t.consume(holder, { group, concurrency: 4 }, holding);
+    await first.sub.ready;
+    // Distinct senders: all four are in flight at once, whatever the ordering.
+    const events = makeEvents(t.run, 4, { senders: 4 });
+    const keys = events.map(keyOf);
+    await t.publishAll(holder, events);
+    await t.waitFor(
+      () => held.length >= 4,
+      () => `the first subscriber to hold 4 events (${held.length})`,
+    );
+    await withTimeout(first.sub.close(), t.timeoutMs, 'close() of the subscription holding 4 events');
+    expect(holding.received, 'the holding subscriber acknowledged nothing').toEqual([]);
+
+    const next = t.consume(successor, { group, concurrency: 4 });
+    await next.sub.ready;
+    await t.waitForAll(next.got, keys);
+    expect(next.got.deadLetters).toEqual([]);
+    const disabled = t.disabledCheck('redelivered');
+    if (disabled !== undefined) {
+      t.log(`context.redelivered not checked (disabled: ${disabled})`);
+      return;
+    }
+    expect(
+      held.filter((h) => h.redelivered).map((h) => h.key),
+      'first deliveries marked redelivered',
+    ).toEqual([]);
+    expect(
+      keys.filter((key) => next.got.first(key)?.context.redelivered !== true),
+      'events handed back on close that came again without context.redelivered',
+    ).toEqual([]);
+    expect(next.sub.stats.redelivered, 'stats.redelivered of the next subscriber').toBeGreaterThanOrEqual(4);
   },
 };
 
@@ -163,4 +225,4 @@ async function requiresOnDeadLetter(t: CaseContext): Promise<void> {
   expect((error as { code?: unknown }).code).toBe('BROKER_CONFIG');
 }
 
-export const failureCases = [retryThenSucceed, repeatedFailureRecovery, deadLetter];
+export const failureCases = [retryThenSucceed, releaseRedelivers, repeatedFailureRecovery, deadLetter];

@@ -236,6 +236,13 @@ class Tailer {
   #readPos = 0;
   #partial: Buffer = Buffer.alloc(0);
   #durable = 0;
+  /**
+   * End of the furthest line ever handed out. Saved beside the offset, so that lines a previous consumer of the
+   * group received but never acknowledged come back marked `redelivered`, as a broker would mark them.
+   */
+  #delivered = 0;
+  /** The mark as found on disk: lines ending at or before it were delivered before this tailer opened. */
+  #deliveredBefore = 0;
   #inode: string | undefined;
   #skipFirst = false;
   #gone = false;
@@ -285,7 +292,7 @@ class Tailer {
         if (codeOf(error) === 'ENOENT') return undefined;
         throw error;
       });
-      let saved: { offset?: unknown; inode?: unknown } | undefined;
+      let saved: { offset?: unknown; inode?: unknown; delivered?: unknown } | undefined;
       try {
         saved = text === undefined ? undefined : JSON.parse(text);
       } catch {
@@ -305,6 +312,7 @@ class Tailer {
         this.cfg.warn(`[parley] [file] ${path} was truncated: group "${group}" starts again from 0`);
       } else {
         this.#durable = Number(saved.offset) || 0;
+        this.#delivered = this.#deliveredBefore = Math.max(this.#durable, Number(saved.delivered) || 0);
       }
       this.#readPos = this.#durable;
       this.#gone = !file && this.#durable > 0;
@@ -431,7 +439,7 @@ class Tailer {
       body: skip ? EMPTY : body.slice(),
       senderId: skip ? undefined : senderOf(body),
       state: skip ? 'acked' : 'waiting',
-      redelivered: false,
+      redelivered: end <= this.#deliveredBefore,
       lease: undefined,
     });
   }
@@ -457,6 +465,7 @@ class Tailer {
       const lease: Lease = { member };
       line.lease = lease;
       line.state = 'inflight';
+      if (line.end > this.#delivered) this.#delivered = line.end;
       member.inflight.add(line);
       if (perSender && line.senderId !== undefined) busy.add(line.senderId);
       handed.push([
@@ -529,7 +538,7 @@ class Tailer {
       line.lease = undefined;
     }
     this.#lines = [];
-    this.#readPos = this.#durable = 0;
+    this.#readPos = this.#durable = this.#delivered = this.#deliveredBefore = 0;
     this.#partial = Buffer.alloc(0);
     this.#skipFirst = this.#gone = false;
     this.#inode = inode;
@@ -538,7 +547,13 @@ class Tailer {
 
   /** At most one offset write in flight; it loops until the latest offset is on disk (latest wins). */
   #persist(final = false): Promise<void> {
-    const text = () => JSON.stringify({ offset: this.#durable, inode: this.#inode }) + '\n';
+    // The delivered mark rides along with offset writes and the final one; after a crash it may lag (documented).
+    const text = () =>
+      JSON.stringify({
+        offset: this.#durable,
+        inode: this.#inode,
+        delivered: Math.max(this.#delivered, this.#durable),
+      }) + '\n';
     // Once closed, only leave() writes: the lock, and the file, may already belong to a new tailer.
     if (!this.#writer && text() !== this.#saved && (final || !this.closed)) {
       // Checked before starting, so the loop always awaits before its `finally` runs and never ends unseen.
