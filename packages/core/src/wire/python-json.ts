@@ -449,14 +449,7 @@ function deeperThanMax(text: string): boolean {
  * @throws {@link JsonSyntaxError} on malformed input or nesting deeper than 512.
  */
 export function parseJson(text: string): unknown {
-  let value: unknown;
-  try {
-    // The native parser accepts exactly the same grammar minus the non-finite tokens, and is far faster.
-    value = JSON.parse(text);
-  } catch {
-    return parseSlow(text);
-  }
-  return deeperThanMax(text) ? parseSlow(text) : value;
+  return parseJsonNoting(text).value;
 }
 
 /**
@@ -467,6 +460,7 @@ export function parseJson(text: string): unknown {
 export function parseJsonNoting(text: string): { value: unknown; pythonTokens: boolean } {
   let value: unknown;
   try {
+    // The native parser accepts exactly the same grammar minus the non-finite tokens, and is far faster.
     value = JSON.parse(text);
   } catch {
     return { value: parseSlow(text), pythonTokens: true };
