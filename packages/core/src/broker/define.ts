@@ -5,7 +5,6 @@
  * graceful drain, idempotent close, and `[parley] [<adapter>]` error prefixes.
  */
 import { BrokerClosedError, BrokerConfigError, ConnectionError, PublishError } from '../errors.js';
-import { checkEvent } from '../events/parse.js';
 import { eventSchemas } from '../events/schemas.js';
 import { stringifyEvent } from '../wire/codec.js';
 import { backoffDelay, sleep } from './backoff.js';
@@ -89,11 +88,7 @@ export function defineBroker<Client>(
 
   let warnedHeaders = false;
   const encode = (envelope: EventEnvelope<AnyEvent>, publishOptions?: PublishOptions): OutgoingMessage => {
-    if (options.strict) {
-      const checked = checkEvent(envelope, true);
-      if (checked instanceof Error) throw checked;
-    }
-    const text = stringifyEvent(envelope, { format });
+    const text = stringifyEvent(envelope, { format, strict: options.strict === true });
     if (!driver.capabilities.headers && publishOptions?.headers && !warnedHeaders) {
       warnedHeaders = true;
       warn(`[parley] [${scope}] this broker cannot carry message headers: they are not sent (the event is)`);

@@ -28,6 +28,8 @@ export interface EncodeOptions {
   readonly format?: WireFormat;
   /** Validate the event before encoding (default true): an invalid event is never published. */
   readonly validate?: boolean;
+  /** Also reject event names Parley does not know. Default false. */
+  readonly strict?: boolean;
 }
 
 export interface DecodeOptions extends ParseOptions {}
@@ -96,7 +98,7 @@ export function encodeEvent(envelope: EventEnvelope<AnyEvent>, options?: EncodeO
 
 /** Encodes an envelope to a string, for transports whose bodies are text (SQS, Redis). */
 export function stringifyEvent(envelope: EventEnvelope<AnyEvent>, options?: EncodeOptions): string {
-  if (options?.validate !== false) assertEnvelope(envelope);
+  if (options?.validate !== false) assertEnvelope(envelope, options?.strict === true);
   if (options?.format === 'python') {
     const source = SourceText.of(envelope);
     if (source !== undefined) return dumpsPython(envelope, { shape: scanNumberShape(source) });
@@ -111,7 +113,7 @@ export function stringifyEvent(envelope: EventEnvelope<AnyEvent>, options?: Enco
   return JSON.stringify(envelope);
 }
 
-function assertEnvelope(envelope: EventEnvelope<AnyEvent>): void {
+function assertEnvelope(envelope: EventEnvelope<AnyEvent>, strict: boolean): void {
   const senderId = (envelope as { sender_id?: unknown } | null)?.sender_id;
   if (typeof senderId !== 'string') {
     const name = (envelope as { event?: unknown } | null)?.event;
@@ -119,7 +121,7 @@ function assertEnvelope(envelope: EventEnvelope<AnyEvent>): void {
       { path: 'sender_id', expected: 'a string (the conversation id)', found: describeValue(senderId) },
     ]);
   }
-  const event = checkEvent(envelope, false);
+  const event = checkEvent(envelope, strict);
   if (event instanceof ParleyError) throw event;
 }
 
