@@ -83,9 +83,11 @@ export class PublishError extends ParleyError {
 
 /** The publish buffer is full: the broker has been unreachable for a while. The event was not taken. */
 export class BufferFullError extends ParleyError {
-  constructor(scope: string, size: number) {
+  constructor(scope: string, size: number, bytes?: string) {
+    const what = bytes === undefined ? `${size} events` : `${size} events, ${bytes}`;
+    const knob = bytes === undefined ? 'bufferSize' : 'bufferBytes';
     super(
-      `publish buffer full (${size} events waiting for the broker): the event was not accepted; retry later or raise bufferSize`,
+      `publish buffer full (${what} waiting for the broker): the event was not accepted; retry later or raise ${knob}`,
       'BUFFER_FULL',
       { scope },
     );

@@ -7,12 +7,15 @@
  * - brokers: the contract every adapter implements (`Broker`, `defineBroker`), the embedded `memoryBroker` and
  *   `fileBroker`, and Rasa's `InMemoryTrackerStore`
  */
+export * from './broker/ack-window.js';
 export * from './broker/backoff.js';
 export type * from './broker/contract.js';
+export * from './broker/dead-letter.js';
 export * from './broker/define.js';
 export * from './broker/file.js';
 export * from './broker/memory.js';
 export * from './broker/registry.js';
+export * from './broker/sender-lock.js';
 export * from './config/endpoints.js';
 export * from './errors.js';
 export * from './events/constructors.js';

@@ -23,7 +23,7 @@ const handlersAndIterator: CaseDefinition = {
     const routed: [string, string][] = [];
     const mine = (e: Envelope) => e.sender_id.startsWith(t.run);
     // One sender throughout: its events come in publish order only where the broker keeps it.
-    const ordered = t.capabilities.ordering === 'per-sender';
+    const ordered = t.capabilities.ordering !== 'none';
     const record = (route: string) => (e: Envelope) => void (mine(e) && routed.push([route, e.event]));
     const deadLetters = t.collector();
     const byType = t.subscribe(
@@ -111,7 +111,7 @@ const handlersAndIterator: CaseDefinition = {
 const ordering: CaseDefinition = {
   id: 'ordering',
   skip: ({ capabilities }) =>
-    capabilities.ordering === 'per-sender'
+    capabilities.ordering !== 'none'
       ? undefined
       : `capabilities.ordering is '${capabilities.ordering}'`,
   async run(t) {

@@ -1,18 +1,20 @@
 /**
  * defineBroker: the one place that turns an adapter's driver (translation to its broker) into a full `Broker`.
  * Adapters stay small because everything they would otherwise repeat lives here: encoding and validation, the
- * first connection with backoff, the bounded publish buffer, subscriptions with retries and dead-lettering,
+ * connection and every reconnect with backoff, resuming consumers, the bounded publish buffer, subscriptions with retries and dead-lettering,
  * graceful drain, idempotent close, and `[parley] [<adapter>]` error prefixes.
  */
+import { randomUUID } from 'node:crypto';
 import { BrokerClosedError, BrokerConfigError, ConnectionError, PublishError } from '../errors.js';
 import { eventSchemas } from '../events/schemas.js';
 import { stringifyEvent } from '../wire/codec.js';
-import { backoffDelay, sleep } from './backoff.js';
+import { Connection, messageOf } from './connection.js';
 import type {
   AnyEvent,
   Broker,
   BrokerDriver,
   BrokerOptions,
+  DeadLetterStore,
   EventEnvelope,
   EventHandler,
   EventHandlers,
@@ -28,6 +30,8 @@ import { Publisher } from './publisher.js';
 import { SubscriptionImpl } from './subscription.js';
 
 const DEFAULT_CLOSE_TIMEOUT_MS = 30_000;
+const DEFAULT_BUFFER_BYTES = 64 * 1024 * 1024;
+const DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024;
 
 /** Builds a `Broker` around an adapter's driver. Connecting starts with the first publish, subscribe or ready(). */
 export function defineBroker<Client>(
@@ -37,51 +41,21 @@ export function defineBroker<Client>(
   const scope = driver.name;
   const format = options.format ?? driver.defaultFormat;
   const warn = options.onWarning ?? ((message: string) => process.emitWarning(message, 'ParleyWarning'));
-  const reconnect = options.reconnect ?? { initialMs: 200, maxMs: 5_000 };
-  const lifetime = new AbortController();
   const subscriptions = new Set<SubscriptionImpl>();
 
-  // ── the first connection: retried with backoff until it succeeds or the broker closes ──
-  let connecting: Promise<void> | undefined;
-  let lastConnectError: unknown;
-  const connectAttempts = options.connectAttempts ?? Number.POSITIVE_INFINITY;
-  const connected = (): Promise<void> => {
-    connecting ??= (async () => {
-      for (let attempt = 1; ; attempt++) {
-        if (lifetime.signal.aborted) throw new ConnectionError(scope, 'closed before it could connect');
-        try {
-          await driver.connect(lifetime.signal);
-          if (attempt > 1) warn(`[parley] [${scope}] connected after ${attempt} attempts`);
-          return;
-        } catch (error) {
-          lastConnectError = error;
-          if (attempt >= connectAttempts) {
-            // Let the next publish or subscribe start over, as Rasa does on its next connect.
-            connecting = undefined;
-            const tries = attempt === 1 ? '1 connection attempt' : `${attempt} connection attempts`;
-            throw new ConnectionError(scope, `gave up after ${tries}: ${messageOf(error)}`, {
-              cause: error,
-            });
-          }
-          const delay = backoffDelay(attempt, reconnect);
-          if (attempt === 1 || attempt % 10 === 0) {
-            warn(
-              `[parley] [${scope}] cannot connect (attempt ${attempt}): ${messageOf(error)}; retrying in ${delay} ms`,
-            );
-          }
-          // Keep the process alive only while someone waits for this broker.
-          await sleep(delay, lifetime.signal, publisher.pending > 0 || subscriptions.size > 0);
-        }
-      }
-    })();
-    return connecting;
-  };
+  const connection = new Connection(driver as BrokerDriver, {
+    reconnect: options.reconnect ?? { initialMs: 200, maxMs: 5_000 },
+    connectAttempts: options.connectAttempts ?? Number.POSITIVE_INFINITY,
+    warn,
+    wanted: () => publisher.pending > 0 || subscriptions.size > 0,
+  });
+  const connected = (): Promise<void> => connection.connected();
 
-  const publisher = new Publisher(driver, {
+  const publisher = new Publisher(driver as BrokerDriver, {
     bufferSize: options.bufferSize ?? 10_000,
+    bufferBytes: options.bufferBytes ?? DEFAULT_BUFFER_BYTES,
     maxBatch: options.maxBatch ?? 500,
-    maxInFlightBatches: 8,
-    backoff: reconnect,
+    backoff: options.reconnect ?? { initialMs: 200, maxMs: 5_000 },
     connected,
     warn,
   });
@@ -94,11 +68,22 @@ export function defineBroker<Client>(
       warn(`[parley] [${scope}] this broker cannot carry message headers: they are not sent (the event is)`);
     }
     return {
+      id: randomUUID(),
       body: Buffer.from(text, 'utf8'),
       senderId: envelope.sender_id,
       eventName: envelope.event,
       headers: publishOptions?.headers ?? {},
     };
+  };
+
+  const store = (): DeadLetterStore => {
+    if (!driver.capabilities.redrive || !driver.deadLetters) {
+      throw new BrokerConfigError(
+        scope,
+        'this broker cannot list or redrive dead letters (capabilities.redrive is false)',
+      );
+    }
+    return driver.deadLetters;
   };
 
   let closing: Promise<void> | undefined;
@@ -153,11 +138,16 @@ export function defineBroker<Client>(
         subscribeOptions = { ...subscribeOptions, concurrency: options.concurrency };
       }
       const subscription = new SubscriptionImpl(
-        driver as BrokerDriver,
+        {
+          driver: driver as BrokerDriver,
+          connection,
+          maxBodyBytes: options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES,
+          readAhead: options.readAhead,
+          warn,
+          onClosed: (s) => subscriptions.delete(s),
+        },
         handler,
         subscribeOptions,
-        connected,
-        (s) => subscriptions.delete(s),
       );
       subscriptions.add(subscription);
       return subscription;
@@ -165,41 +155,23 @@ export function defineBroker<Client>(
 
     async flush(flushOptions) {
       if (flushOptions?.timeoutMs === undefined) return publisher.idle();
-      let timer: NodeJS.Timeout | undefined;
-      const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new PublishError(scope, `flush timed out: ${publisher.pending} events still unsent`)),
-          flushOptions.timeoutMs,
-        );
-      });
-      try {
-        await Promise.race([publisher.idle(), timeout]);
-      } finally {
-        clearTimeout(timer);
-      }
+      await raceTimeout(
+        publisher.idle(),
+        flushOptions.timeoutMs,
+        () => new PublishError(scope, `flush timed out: ${publisher.pending} events still unsent`),
+      );
     },
 
-    isReady: () => !lifetime.signal.aborted && driver.isReady(),
+    isReady: () => !connection.signal.aborted && connection.isUp && driver.isReady(),
 
     async ready(readyOptions) {
       const timeoutMs = readyOptions?.timeoutMs;
       if (timeoutMs === undefined) return connected();
-      let timer: NodeJS.Timeout | undefined;
-      const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => {
-          const why = lastConnectError === undefined ? '' : `: ${messageOf(lastConnectError)}`;
-          reject(
-            new ConnectionError(scope, `not connected after ${timeoutMs} ms${why}`, {
-              cause: lastConnectError,
-            }),
-          );
-        }, timeoutMs);
+      await raceTimeout(connected(), timeoutMs, () => {
+        const last = connection.lastError;
+        const why = last === undefined ? '' : `: ${messageOf(last)}`;
+        return new ConnectionError(scope, `not connected after ${timeoutMs} ms${why}`, { cause: last });
       });
-      try {
-        await Promise.race([connected(), timeout]);
-      } finally {
-        clearTimeout(timer);
-      }
     },
 
     async health(): Promise<HealthReport> {
@@ -208,18 +180,57 @@ export function defineBroker<Client>(
         ready: broker.isReady(),
         broker: driver.name,
         buffered: publisher.pending,
+        bufferedBytes: publisher.pendingBytes,
         subscriptions: subscriptions.size,
+        reconnects: connection.reconnects,
         ...(detail ? { detail } : {}),
       };
     },
 
+    async deadLetters(group) {
+      const dead = store();
+      await connected();
+      return dead.list(group ?? driver.defaultGroup);
+    },
+
+    async redrive(redriveOptions) {
+      const dead = store();
+      await connected();
+      const group = redriveOptions?.group ?? driver.defaultGroup;
+      const all = await dead.list(group);
+      const ids = redriveOptions?.ids;
+      const chosen = ids === undefined ? all : all.filter((letter) => ids.includes(letter.id));
+      if (ids !== undefined && chosen.length < new Set(ids).size) {
+        const known = new Set(chosen.map((letter) => letter.id));
+        const unknown = ids.filter((id) => !known.has(id));
+        throw new BrokerConfigError(
+          scope,
+          `no dead letter of group "${group}" has the id ${unknown.map((id) => JSON.stringify(id)).join(', ')}`,
+        );
+      }
+      if (chosen.length > 0) await dead.redrive(group, chosen);
+      return { redriven: chosen.length };
+    },
+
     close(closeOptions) {
       closing ??= (async () => {
+        // One deadline for the whole close: a dead network must not stretch it.
+        const timeoutMs = closeOptions?.timeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
+        const deadline = Date.now() + timeoutMs;
+        const left = () => Math.max(0, deadline - Date.now());
         // Subscriptions drain first: their handlers may still publish.
-        await Promise.all([...subscriptions].map((s) => s.close()));
-        await publisher.close(closeOptions?.timeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS);
-        lifetime.abort();
-        await driver.close();
+        await raceTimeout(Promise.all([...subscriptions].map((s) => s.close())), left(), () => undefined).catch(
+          () => undefined,
+        );
+        await publisher.close(
+          left(),
+          connection.isUp
+            ? 'the broker did not confirm it before close() timed out'
+            : 'the broker was still unreachable when it closed',
+        );
+        connection.close();
+        // The driver gets what is left, and at least a moment, to close its connections.
+        await raceTimeout(driver.close(), Math.max(left(), 1_000), () => undefined).catch(() => undefined);
       })();
       return closing;
     },
@@ -232,8 +243,23 @@ function isHandlerMap(value: unknown): value is EventHandlers {
   return Object.keys(value).some((key) => key === '*' || Object.hasOwn(eventSchemas, key));
 }
 
-/** An error's message without the `[parley] [adapter]` prefix, for wrapping it in another Parley error. */
-function messageOf(error: unknown): string {
-  const message = error instanceof Error ? error.message : String(error);
-  return message.replace(/^\[parley\](?: \[[^\]]+\])? /, '');
+/** `promise`, or the error `timeout()` makes once `ms` passed (resolves instead when it makes none). */
+async function raceTimeout<T>(
+  promise: Promise<T>,
+  ms: number,
+  timeout: () => Error | undefined,
+): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<undefined>((resolve, reject) => {
+    timer = setTimeout(() => {
+      const error = timeout();
+      if (error) reject(error);
+      else resolve(undefined);
+    }, ms);
+  });
+  try {
+    return await Promise.race([promise, expired]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -189,7 +189,7 @@ function senderOf(body: Uint8Array): string | undefined {
 }
 
 interface Member {
-  readonly prefetch: number;
+  readonly readAhead: number;
   readonly perSender: boolean;
   readonly deliver: (delivery: Delivery) => void;
   readonly inflight: Set<Line>;
@@ -201,6 +201,8 @@ interface Member {
 /** Identifies one hand-out of a line: an ack or release of an older hand-out (taken back since) does nothing. */
 interface Lease {
   readonly member: Member;
+  /** Aborted when the line is taken back from its consumer (outage, truncation) rather than handed back. */
+  readonly revoked: AbortController;
 }
 
 interface Line {
@@ -445,7 +447,7 @@ class Tailer {
   }
 
   #free(member: Member): boolean {
-    return !member.stopped && !member.paused() && member.inflight.size < member.prefetch;
+    return !member.stopped && !member.paused() && member.inflight.size < member.readAhead;
   }
 
   /** Hands waiting lines, oldest (so released ones) first, to consumers with room, round-robin. */
@@ -462,7 +464,7 @@ class Tailer {
         continue;
       const member = this.#nextFree();
       if (!member) break;
-      const lease: Lease = { member };
+      const lease: Lease = { member, revoked: new AbortController() };
       line.lease = lease;
       line.state = 'inflight';
       if (line.end > this.#delivered) this.#delivered = line.end;
@@ -471,11 +473,13 @@ class Tailer {
       handed.push([
         member,
         {
+          id: String(line.end),
           body: line.body,
           headers: NO_HEADERS,
           redelivered: line.redelivered,
+          revoked: lease.revoked.signal,
           ack: () => this.#ack(line, lease),
-          release: async () => this.#takeBack(line, lease),
+          release: async () => this.#takeBack(line, lease, false),
         },
       ]);
     }
@@ -507,8 +511,9 @@ class Tailer {
     return advanced ? this.#persist() : Promise.resolve();
   }
 
-  #takeBack(line: Line, lease: Lease | undefined): void {
+  #takeBack(line: Line, lease: Lease | undefined, revoke = true): void {
     if (!lease || line.lease !== lease) return;
+    if (revoke) lease.revoked.abort();
     lease.member.inflight.delete(line);
     line.lease = undefined;
     line.state = 'waiting';
@@ -535,6 +540,7 @@ class Tailer {
     this.cfg.warn(`[parley] [file] ${this.cfg.path} ${what}: group "${this.cfg.group}" starts again from 0`);
     for (const line of this.#lines) {
       line.lease?.member.inflight.delete(line);
+      line.lease?.revoked.abort();
       line.lease = undefined;
     }
     this.#lines = [];
@@ -596,12 +602,17 @@ const CAPABILITIES: Capabilities = {
   consumerGroups: true,
   // Within one process; a second process on the same group is refused by the group's lock file.
   competingConsumers: true,
-  ordering: 'per-sender',
+  // One tailer hands out a group's lines to all its consumers (one process per group): the lock is group-wide.
+  ordering: 'group',
   replay: true,
   deadLetter: 'emulated',
   batchPublish: true,
   persistent: true,
   headers: false,
+  deliveryCount: false,
+  retry: 'in-process',
+  leases: false,
+  redrive: false,
 };
 
 /**
@@ -673,7 +684,7 @@ export function fileDriver(options: FileBrokerOptions = {}): BrokerDriver<FileBr
       return outcomes.map((outcome) => outcome ?? result);
     },
 
-    async consume(options, deliver): Promise<DriverConsumer> {
+    async consume(options, sink): Promise<DriverConsumer> {
       if (closed) throw fail('cannot consume: the broker is closed', 'BROKER_CLOSED');
       const name = groupFileName(options.group);
       const cfg: TailerConfig = {
@@ -687,9 +698,9 @@ export function fileDriver(options: FileBrokerOptions = {}): BrokerDriver<FileBr
         warn,
       };
       const member: Member = {
-        prefetch: Math.max(1, options.prefetch),
+        readAhead: Math.max(1, options.readAhead),
         perSender: options.ordering === 'per-sender',
-        deliver,
+        deliver: (delivery) => sink.deliver(delivery),
         inflight: new Set(),
         stopped: false,
         paused: () => cut,

@@ -9,14 +9,17 @@ import type {
   BrokerDriver,
   BrokerOptions,
   Capabilities,
+  ConnectSession,
+  ConsumerSink,
   DeadLetter,
-  Delivery,
   DriverConsumeOptions,
   DriverConsumer,
   OutgoingMessage,
   SendOutcome,
+  StoredDeadLetter,
 } from './contract.js';
 import { defineBroker } from './define.js';
+import { SenderLock } from './sender-lock.js';
 
 /** One message of a destination's log, as the broker stores it. */
 export interface MemoryMessage {
@@ -56,6 +59,11 @@ export interface MemoryBrokerOptions extends BrokerOptions {
    * are dropped; messages some group still needs never are: sends fail retryably (`broker full`) until it catches up.
    */
   readonly maxRetained?: number;
+  /**
+   * Lend deliveries for this long (ms) only, as SQS and Redis Streams do: a delivery not renewed in time goes to
+   * another consumer. Default: none (held until acknowledged, as RabbitMQ does). For testing lease handling.
+   */
+  readonly leaseMs?: number;
 }
 
 const SCOPE = 'memory';
@@ -66,12 +74,16 @@ const MAX_HELD = 1_000;
 const capabilities: Capabilities = {
   consumerGroups: true,
   competingConsumers: true,
-  ordering: 'per-sender',
+  ordering: 'group', // the hub locks a sender across every consumer of the group
   replay: true,
   deadLetter: 'native',
   batchPublish: true,
   persistent: false,
   headers: true,
+  deliveryCount: true,
+  retry: 'broker', // released with a delay, redelivered by the hub: the path SQS and Redis take
+  leases: false,
+  redrive: true,
 };
 
 interface Topic {
@@ -82,17 +94,25 @@ interface Topic {
   first: number;
   maxRetained: number;
   readonly groups: Map<string, Group>;
-  readonly deadLetters: Map<string, DeadLetter[]>;
+  readonly deadLetters: Map<string, StoredDeadLetter[]>;
+  nextDeadLetter: number;
 }
 
 interface Waiting {
   readonly message: MemoryMessage;
   readonly redelivered: boolean;
+  /** Released with a delay: not delivered before this time (epoch ms). */
+  readonly notBefore?: number;
 }
 
 /** One delivery in flight. Settling it twice, or after the connection was cut, finds it gone: a no-op. */
 interface InFlight extends Waiting {
   readonly consumer: Consumer;
+  /** Aborted when the hub takes it back (cut, detach, lease expired). */
+  readonly revoked: AbortController;
+  /** Whether it holds its sender's lock. */
+  readonly locked: boolean;
+  leaseTimer?: NodeJS.Timeout;
 }
 
 interface Group {
@@ -101,21 +121,26 @@ interface Group {
   /** Released or held-back messages, by offset; all older than `cursor`, so they go out first. */
   readonly waiting: Waiting[];
   readonly inFlight: Set<InFlight>;
-  /** Deliveries in flight per sender, the per-sender lock. */
-  readonly busy: Map<string, number>;
+  /** The per-sender lock, across every consumer of the group. */
+  readonly senders: SenderLock;
+  /** Deliveries so far per offset, kept until the message is acknowledged. */
+  readonly deliveries: Map<number, number>;
   readonly consumers: Consumer[];
   /** Round-robin position among consumers. */
   turn: number;
   scheduled: boolean;
+  /** A timer for the earliest delayed release. */
+  timer?: NodeJS.Timeout;
 }
 
 interface Consumer {
   readonly connection: Connection;
   readonly group: Group;
-  readonly prefetch: number;
+  readonly readAhead: number;
   readonly ordering: DriverConsumeOptions['ordering'];
-  readonly deliver: (delivery: Delivery) => void;
+  readonly sink: ConsumerSink;
   readonly inFlight: Set<InFlight>;
+  readonly leaseMs: number | undefined;
   stopped: boolean;
 }
 
@@ -126,6 +151,8 @@ interface Connection {
   readonly consumers: Set<Consumer>;
   /** `connect()` calls waiting for a restore. */
   readonly waiters: Set<(error?: Error) => void>;
+  /** The session of the live connection: told when it is cut. */
+  session?: ConnectSession;
 }
 
 const end = (topic: Topic): number => topic.first + topic.log.length - topic.head;
@@ -148,7 +175,7 @@ function append(
 ): number {
   const excess = end(topic) - topic.first + messages.length - maxRetained;
   if (excess > 0) {
-    const drop = Math.min(excess, lowWater(topic) - topic.first);
+    const drop = Math.max(0, Math.min(excess, lowWater(topic) - topic.first));
     topic.head += drop;
     topic.first += drop;
     if (topic.head > 1024 && topic.head * 2 > topic.log.length) {
@@ -179,11 +206,18 @@ function pump(group: Group): void {
   const perSender = group.consumers.some((consumer) => consumer.ordering === 'per-sender');
   for (;;) {
     const index = nextConsumer(group);
-    if (index < 0) return;
+    if (index < 0) break;
     const next = take(group, perSender);
-    if (next === undefined) return;
+    if (next === undefined) break;
     group.turn = index + 1;
-    deliver(group.consumers[index]!, next);
+    deliver(group.consumers[index]!, next, perSender);
+  }
+  // Wake up for the earliest delayed release.
+  clearTimeout(group.timer);
+  const due = Math.min(...group.waiting.map((w) => w.notBefore ?? Number.POSITIVE_INFINITY));
+  if (Number.isFinite(due)) {
+    group.timer = setTimeout(() => schedule(group), Math.max(0, due - Date.now()));
+    group.timer.unref();
   }
 }
 
@@ -193,16 +227,33 @@ function nextConsumer(group: Group): number {
     const index = (group.turn + i) % count;
     const consumer = group.consumers[index]!;
     const { cut, closed } = consumer.connection;
-    if (!consumer.stopped && !cut && !closed && consumer.inFlight.size < consumer.prefetch) return index;
+    if (!consumer.stopped && !cut && !closed && consumer.inFlight.size < consumer.readAhead) return index;
   }
   return -1;
 }
 
-/** The next deliverable message: waiting ones first, in offset order; then the log, setting locked ones aside. */
+/**
+ * The next deliverable message: waiting ones first, in offset order; then the log, setting locked ones aside. A
+ * message released with a delay that is not due yet keeps its sender waiting too.
+ */
 function take(group: Group, perSender: boolean): Waiting | undefined {
+  const now = Date.now();
+  const delayed = new Set<string>();
   const locked = (message: MemoryMessage): boolean =>
-    perSender && message.senderId !== undefined && group.busy.has(message.senderId);
-  const index = group.waiting.findIndex((waiting) => !locked(waiting.message));
+    perSender &&
+    message.senderId !== undefined &&
+    (group.senders.isLocked(message.senderId) || delayed.has(message.senderId));
+  let index = -1;
+  for (let i = 0; i < group.waiting.length; i++) {
+    const waiting = group.waiting[i]!;
+    if (locked(waiting.message)) continue;
+    if (waiting.notBefore !== undefined && waiting.notBefore > now) {
+      if (waiting.message.senderId !== undefined) delayed.add(waiting.message.senderId);
+      continue;
+    }
+    index = i;
+    break;
+  }
   if (index >= 0) return group.waiting.splice(index, 1)[0];
   const { topic } = group;
   while (group.cursor < end(topic) && group.waiting.length < MAX_HELD) {
@@ -213,47 +264,77 @@ function take(group: Group, perSender: boolean): Waiting | undefined {
   return undefined;
 }
 
-function deliver(consumer: Consumer, waiting: Waiting): void {
+function deliver(consumer: Consumer, waiting: Waiting, perSender: boolean): void {
   const { group } = consumer;
-  const token: InFlight = { ...waiting, consumer };
+  const { message, redelivered } = waiting;
+  const locked = perSender && message.senderId !== undefined && group.senders.acquire(message.senderId);
+  const token: InFlight = { message, redelivered, consumer, revoked: new AbortController(), locked };
   group.inFlight.add(token);
   consumer.inFlight.add(token);
-  const { message, redelivered } = waiting;
-  if (message.senderId !== undefined)
-    group.busy.set(message.senderId, (group.busy.get(message.senderId) ?? 0) + 1);
-  consumer.deliver({
+  const count = (group.deliveries.get(message.offset) ?? 0) + 1;
+  group.deliveries.set(message.offset, count);
+  const lease = consumer.leaseMs;
+  const expire = () => {
+    token.leaseTimer = setTimeout(() => settle(token, 'take-back'), lease);
+    token.leaseTimer.unref();
+  };
+  if (lease !== undefined) expire();
+  consumer.sink.deliver({
+    id: String(message.offset),
     body: message.body.slice(),
     headers: { ...message.headers },
     senderId: message.senderId,
     redelivered,
-    ack: async () => settle(token, false),
-    release: async () => settle(token, true),
+    deliveryCount: count,
+    revoked: token.revoked.signal,
+    ...(lease === undefined
+      ? {}
+      : {
+          lease: {
+            durationMs: lease,
+            renew: async () => {
+              if (!group.inFlight.has(token)) throw new ConnectionError(SCOPE, 'lease lost: delivered to another consumer');
+              clearTimeout(token.leaseTimer);
+              expire();
+            },
+          },
+        }),
+    ack: async () => {
+      if (!settle(token, 'ack')) throw new ConnectionError(SCOPE, 'not acknowledged: the delivery was taken back');
+    },
+    release: async (options) => void settle(token, 'release', options?.delayMs),
   });
 }
 
-/** Ends a delivery: acknowledged for good, or back to the group (before any newer message) to go out again. */
-function settle(token: InFlight, requeue: boolean): void {
+/**
+ * Ends a delivery: acknowledged for good, or back to the group (before any newer message) to go out again, no
+ * sooner than `delayMs`. Returns false when it had ended already (taken back, say).
+ */
+function settle(token: InFlight, how: 'ack' | 'release' | 'take-back', delayMs?: number): boolean {
   const { group } = token.consumer;
-  if (!group.inFlight.delete(token)) return;
+  if (!group.inFlight.delete(token)) return false;
   token.consumer.inFlight.delete(token);
+  clearTimeout(token.leaseTimer);
   const sender = token.message.senderId;
-  if (sender !== undefined) {
-    const busy = (group.busy.get(sender) ?? 1) - 1;
-    if (busy > 0) group.busy.set(sender, busy);
-    else group.busy.delete(sender);
-  }
-  if (requeue) {
+  if (token.locked && sender !== undefined) group.senders.release(sender);
+  if (how !== 'ack') {
+    // Taken back by the hub rather than handed back by its consumer: tell the consumer.
+    if (how === 'take-back') token.revoked.abort();
     const at = group.waiting.findIndex((waiting) => waiting.message.offset > token.message.offset);
     group.waiting.splice(at < 0 ? group.waiting.length : at, 0, {
       message: token.message,
       redelivered: true,
+      ...(delayMs !== undefined && delayMs > 0 ? { notBefore: Date.now() + delayMs } : {}),
     });
+  } else {
+    group.deliveries.delete(token.message.offset);
   }
   schedule(group);
+  return true;
 }
 
 const releaseAll = (consumer: Consumer): void => {
-  for (const token of [...consumer.inFlight]) settle(token, true);
+  for (const token of [...consumer.inFlight]) settle(token, 'take-back');
 };
 
 function detach(consumer: Consumer): void {
@@ -264,10 +345,14 @@ function detach(consumer: Consumer): void {
   consumer.connection.consumers.delete(consumer);
 }
 
+/** The connection drops: its consumers are gone (what they held goes back), and its client is told. */
 function cut(connection: Connection): void {
   if (connection.cut) return;
   connection.cut = true;
-  for (const consumer of connection.consumers) releaseAll(consumer);
+  for (const consumer of [...connection.consumers]) detach(consumer);
+  const session = connection.session;
+  connection.session = undefined;
+  session?.lost(new ConnectionError(SCOPE, 'connection lost'));
 }
 
 function restore(connection: Connection): void {
@@ -275,7 +360,6 @@ function restore(connection: Connection): void {
   connection.cut = false;
   for (const resolve of connection.waiters) resolve();
   connection.waiters.clear();
-  for (const consumer of connection.consumers) schedule(consumer.group);
 }
 
 let topicOf: (hub: MemoryHub, destination: string) => Topic;
@@ -328,7 +412,7 @@ export class MemoryHub {
   }
 
   /** Dead letters a group stored at this destination, in the order they came. */
-  deadLetters(destination: string, group: string): readonly DeadLetter[] {
+  deadLetters(destination: string, group: string): readonly StoredDeadLetter[] {
     return [...(this.#topic(destination).deadLetters.get(group) ?? [])];
   }
 
@@ -364,6 +448,7 @@ export class MemoryHub {
       maxRetained: DEFAULT_MAX_RETAINED,
       groups: new Map(),
       deadLetters: new Map(),
+      nextDeadLetter: 0,
     };
     this.#topics.set(destination, topic);
     return topic;
@@ -386,20 +471,28 @@ export function memoryDriver(options: MemoryBrokerOptions = {}): BrokerDriver<Me
   const topic = topicOf(hub, destination);
   // The retention bound is the destination's, as a topic's config is: the latest driver to set it decides.
   if (options.maxRetained !== undefined) topic.maxRetained = maxRetained;
+  const leaseMs = options.leaseMs;
+  if (leaseMs !== undefined && !(Number.isInteger(leaseMs) && leaseMs > 0)) {
+    throw new BrokerConfigError(SCOPE, `leaseMs must be a positive integer (ms), got ${leaseMs}`);
+  }
   const connection: Connection = { cut: false, closed: false, consumers: new Set(), waiters: new Set() };
   connectionsOf(hub).add(connection);
   const fail = (error: Error, retryable: boolean): SendOutcome => ({ ok: false, error, retryable });
 
   return {
     name: SCOPE,
-    capabilities,
+    capabilities: leaseMs === undefined ? capabilities : { ...capabilities, leases: true },
     destination,
     defaultFormat: 'compact',
     defaultGroup: 'parley',
     client: hub,
-    async connect(signal) {
+    async connect(session) {
+      const { signal } = session;
       if (connection.closed) throw new BrokerClosedError(SCOPE);
-      if (!connection.cut) return;
+      if (!connection.cut) {
+        connection.session = session;
+        return;
+      }
       signal.throwIfAborted();
       await new Promise<void>((resolve, reject) => {
         const onAbort = (): void => {
@@ -414,6 +507,7 @@ export function memoryDriver(options: MemoryBrokerOptions = {}): BrokerDriver<Me
         connection.waiters.add(done);
         signal.addEventListener('abort', onAbort, { once: true });
       });
+      connection.session = session;
     },
     async send(batch: readonly OutgoingMessage[]) {
       if (connection.closed) return batch.map(() => fail(new BrokerClosedError(SCOPE), false));
@@ -424,11 +518,12 @@ export function memoryDriver(options: MemoryBrokerOptions = {}): BrokerDriver<Me
         i < fits ? { ok: true } : fail(new PublishError(SCOPE, full, { code: 'BROKER_FULL' }), true),
       );
     },
-    async consume(consumeOptions, deliver): Promise<DriverConsumer> {
+    async consume(consumeOptions, sink): Promise<DriverConsumer> {
       if (connection.closed) throw new BrokerClosedError(SCOPE);
-      const { group: name, prefetch, from, ordering } = consumeOptions;
-      if (!Number.isInteger(prefetch) || prefetch < 1) {
-        throw new BrokerConfigError(SCOPE, `prefetch must be a positive integer, got ${prefetch}`);
+      if (connection.cut) throw new ConnectionError(SCOPE, 'connection lost');
+      const { group: name, readAhead, from, ordering } = consumeOptions;
+      if (!Number.isInteger(readAhead) || readAhead < 1) {
+        throw new BrokerConfigError(SCOPE, `readAhead must be a positive integer, got ${readAhead}`);
       }
       // The group outlives its consumers: `from` only places a group that does not exist yet.
       const group: Group = topic.groups.get(name) ?? {
@@ -436,7 +531,8 @@ export function memoryDriver(options: MemoryBrokerOptions = {}): BrokerDriver<Me
         cursor: from === 'beginning' ? topic.first : end(topic),
         waiting: [],
         inFlight: new Set(),
-        busy: new Map(),
+        senders: new SenderLock(),
+        deliveries: new Map(),
         consumers: [],
         turn: 0,
         scheduled: false,
@@ -445,10 +541,11 @@ export function memoryDriver(options: MemoryBrokerOptions = {}): BrokerDriver<Me
       const consumer: Consumer = {
         connection,
         group,
-        prefetch,
+        readAhead,
         ordering,
-        deliver,
+        sink,
         inFlight: new Set(),
+        leaseMs,
         stopped: false,
       };
       group.consumers.push(consumer);
@@ -464,11 +561,38 @@ export function memoryDriver(options: MemoryBrokerOptions = {}): BrokerDriver<Me
     async deadLetter(deadLetter) {
       if (connection.closed) throw new BrokerClosedError(SCOPE);
       if (connection.cut) throw new ConnectionError(SCOPE, 'connection lost');
-      const stored = { ...deadLetter, body: deadLetter.body.slice() };
-      const byGroup = topicOf(hub, deadLetter.destination).deadLetters;
-      const list = byGroup.get(deadLetter.group);
-      if (list === undefined) byGroup.set(deadLetter.group, [stored]);
+      const dead = topicOf(hub, deadLetter.destination);
+      const stored = { ...deadLetter, id: `dl-${dead.nextDeadLetter++}`, body: deadLetter.body.slice() };
+      const list = dead.deadLetters.get(deadLetter.group);
+      if (list === undefined) dead.deadLetters.set(deadLetter.group, [stored]);
       else list.push(stored);
+    },
+    deadLetters: {
+      async list(group) {
+        if (connection.cut) throw new ConnectionError(SCOPE, 'connection lost');
+        return [...(topic.deadLetters.get(group) ?? [])];
+      },
+      async redrive(name, letters) {
+        if (connection.cut) throw new ConnectionError(SCOPE, 'connection lost');
+        const group = topic.groups.get(name);
+        if (group === undefined) throw new BrokerConfigError(SCOPE, `no group "${name}" at ${destination}`);
+        const ids = new Set(letters.map((letter) => letter.id));
+        for (const letter of letters) {
+          // Back where it came from, before anything newer, as the message it was.
+          const offset = Number(letter.messageId);
+          const message: MemoryMessage = {
+            offset: Number.isInteger(offset) ? offset : end(topic),
+            body: letter.body.slice(),
+            headers: { ...letter.headers },
+            ...(letter.senderId === undefined ? {} : { senderId: letter.senderId }),
+          };
+          const at = group.waiting.findIndex((waiting) => waiting.message.offset > message.offset);
+          group.waiting.splice(at < 0 ? group.waiting.length : at, 0, { message, redelivered: true });
+        }
+        const kept = (topic.deadLetters.get(name) ?? []).filter((letter) => !ids.has(letter.id));
+        topic.deadLetters.set(name, kept);
+        schedule(group);
+      },
     },
     isReady: () => !connection.cut && !connection.closed,
     async health() {

@@ -1,10 +1,15 @@
 /**
- * The publishing half of every broker: a bounded buffer in front of the driver. Events go out in batches, in
- * order; a publish resolves when the broker accepted its event. Retryable failures (no connection, broker busy)
- * are sent again after a backoff, before anything newer; the buffer holds events while the broker is away; when
- * it is full, a publish is refused at once. Nothing is dropped silently: every publish resolves or rejects.
+ * The publishing half of every broker: a bounded buffer in front of the driver. Events go out in batches; a
+ * publish resolves when the broker accepted its event. Retryable failures (no connection, broker busy) are sent
+ * again after a backoff, before anything newer; the buffer holds events while the broker is away, bounded in events
+ * and in bytes; when it is full, a publish is refused at once. Nothing is dropped silently: every publish resolves
+ * or rejects.
+ *
+ * Order: one sender's events reach the broker in publish order whatever fails and is resent. Several batches may
+ * await their outcome at once (a confirm round trip per batch would cap throughput), but a sender never has more
+ * than one batch in flight: its next events wait until that batch settled, so a resend can never overtake them.
  */
-import { BrokerClosedError, BufferFullError, PublishError } from '../errors.js';
+import { BrokerClosedError, BufferFullError, ParleyError, PublishError } from '../errors.js';
 import { backoffDelay, sleep } from './backoff.js';
 import type { BackoffOptions, BrokerDriver, OutgoingMessage, SendOutcome } from './contract.js';
 
@@ -18,26 +23,35 @@ interface Entry {
 
 export interface PublisherOptions {
   readonly bufferSize: number;
+  readonly bufferBytes: number;
   readonly maxBatch: number;
-  /** Batches sent while earlier ones still wait for their confirms. */
-  readonly maxInFlightBatches: number;
   readonly backoff: BackoffOptions;
-  /** Resolves once the driver is connected for the first time. */
+  /** Resolves once the driver is connected (at once while it is). */
   readonly connected: () => Promise<void>;
   readonly warn: (message: string) => void;
 }
 
+const DEFAULT_IN_FLIGHT_BATCHES = 8;
+
 export class Publisher {
   readonly #driver: BrokerDriver;
   readonly #options: PublisherOptions;
-  /** Waiting to be sent, oldest first. */
+  readonly #maxBatch: number;
+  readonly #maxBatchBytes: number;
+  readonly #maxInFlight: number;
+  readonly #maxMessageBytes: number;
+  /** Waiting to be sent, in publish order. */
   #queue: Entry[] = [];
   /** Sent, waiting for the broker's outcome, per batch. */
   readonly #inFlight = new Set<Entry[]>();
+  /** Senders with a batch in flight: their next events wait for it. */
+  readonly #busySenders = new Set<string>();
   /** Retryable failures of the current round, sent again (in publish order) once every batch settled. */
   #retry: Entry[] = [];
   #lastError: Error | undefined;
   #seq = 0;
+  #bytes = 0;
+  #pending = 0;
   #pumping = false;
   #closed = false;
   #failures = 0;
@@ -47,22 +61,68 @@ export class Publisher {
   constructor(driver: BrokerDriver, options: PublisherOptions) {
     this.#driver = driver;
     this.#options = options;
+    const limits = driver.limits ?? {};
+    this.#maxBatch = driver.capabilities.batchPublish
+      ? Math.max(1, Math.min(options.maxBatch, limits.maxBatchMessages ?? Number.POSITIVE_INFINITY))
+      : 1;
+    this.#maxBatchBytes = limits.maxBatchBytes ?? Number.POSITIVE_INFINITY;
+    this.#maxInFlight = Math.max(1, limits.maxInFlightBatches ?? DEFAULT_IN_FLIGHT_BATCHES);
+    this.#maxMessageBytes = Math.min(
+      limits.maxMessageBytes ?? Number.POSITIVE_INFINITY,
+      Number.isFinite(this.#maxBatchBytes) ? this.#maxBatchBytes : Number.POSITIVE_INFINITY,
+    );
   }
 
   /** Events not yet accepted by the broker. */
   get pending(): number {
-    let sending = 0;
-    for (const batch of this.#inFlight) sending += batch.length;
-    return this.#queue.length + sending + this.#retry.length;
+    return this.#pending;
+  }
+
+  /** Bytes of the events not yet accepted by the broker. */
+  get pendingBytes(): number {
+    return this.#bytes;
   }
 
   publish(message: OutgoingMessage): Promise<void> {
-    if (this.#closed) return Promise.reject(new BrokerClosedError(this.#driver.name));
-    if (this.pending >= this.#options.bufferSize) {
-      return Promise.reject(new BufferFullError(this.#driver.name, this.#options.bufferSize));
+    const scope = this.#driver.name;
+    if (this.#closed) return Promise.reject(new BrokerClosedError(scope));
+    const size = message.body.byteLength;
+    if (size > this.#maxMessageBytes) {
+      return Promise.reject(
+        new PublishError(
+          scope,
+          `event of sender "${message.senderId}" is ${size} bytes, over the broker's limit of ${this.#maxMessageBytes} bytes: it was not sent`,
+          { code: 'MESSAGE_TOO_LARGE' },
+        ),
+      );
+    }
+    if (this.#pending >= this.#options.bufferSize) {
+      return Promise.reject(new BufferFullError(scope, this.#options.bufferSize));
+    }
+    if (this.#pending > 0 && this.#bytes + size > this.#options.bufferBytes) {
+      return Promise.reject(
+        new BufferFullError(scope, this.#pending, `${this.#bytes} bytes, limit ${this.#options.bufferBytes}`),
+      );
     }
     return new Promise<void>((resolve, reject) => {
-      this.#queue.push({ seq: this.#seq++, message, resolve, reject });
+      this.#pending++;
+      this.#bytes += size;
+      const done = () => {
+        this.#pending--;
+        this.#bytes -= size;
+      };
+      this.#queue.push({
+        seq: this.#seq++,
+        message,
+        resolve: () => {
+          done();
+          resolve();
+        },
+        reject: (error) => {
+          done();
+          reject(error);
+        },
+      });
       this.#wake(); // a pump waiting for confirms may send this one right away
       if (!this.#pumping) {
         this.#pumping = true;
@@ -74,7 +134,7 @@ export class Publisher {
 
   /** Resolves once everything published so far has been accepted or has failed. */
   idle(): Promise<void> {
-    if (this.pending === 0) return Promise.resolve();
+    if (this.#pending === 0) return Promise.resolve();
     return new Promise((resolve) => this.#idle.push(resolve));
   }
 
@@ -82,9 +142,9 @@ export class Publisher {
    * Refuses new publishes, waits up to `timeoutMs` for the buffer to empty, then rejects whatever is left (the
    * broker stayed unreachable): those publishes fail loudly rather than vanish.
    */
-  async close(timeoutMs: number): Promise<void> {
+  async close(timeoutMs: number, why = 'the broker was still unreachable when it closed'): Promise<void> {
     this.#closed = true;
-    if (this.pending > 0) {
+    if (this.#pending > 0) {
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([this.idle(), new Promise<void>((r) => (timer = setTimeout(r, timeoutMs)))]);
       clearTimeout(timer);
@@ -93,22 +153,28 @@ export class Publisher {
     const left = [...[...this.#inFlight].flat(), ...this.#retry, ...this.#queue];
     this.#queue = [];
     this.#retry = [];
+    this.#inFlight.clear();
     for (const entry of left) {
       entry.reject(
         new PublishError(
           this.#driver.name,
-          `not delivered: the broker was still unreachable when it closed (${left.length} events unsent after ${timeoutMs} ms)`,
-          { code: 'UNSENT_AT_CLOSE' },
+          `not delivered: ${why} (${left.length} events unsent after ${timeoutMs} ms)`,
+          { code: 'UNSENT_AT_CLOSE', cause: this.#lastError },
         ),
       );
     }
     this.#settleIdle();
   }
 
+  /** Rejects everything waiting with `error` (the broker cannot be reached at all). */
+  failWaiting(error: Error): void {
+    for (const entry of [...this.#retry.splice(0), ...this.#queue.splice(0)]) entry.reject(error);
+    this.#settleIdle();
+  }
+
   /**
-   * Sends batches back to back, several awaiting their confirms at once (a confirm round trip per batch would
-   * cap throughput). A retryable failure stops new batches; once every batch in flight has settled, the failed
-   * entries go first again, in publish order, after a backoff. So order holds, as with one batch at a time.
+   * Sends batches back to back, several awaiting their outcome at once. A retryable failure stops new batches;
+   * once every batch in flight has settled, the failed entries go first again, in publish order, after a backoff.
    */
   async #pump(): Promise<void> {
     while (!this.#abort.signal.aborted) {
@@ -116,35 +182,36 @@ export class Publisher {
         await this.#options.connected();
       } catch (error) {
         // The broker could not be reached at all (connectAttempts exhausted): fail what waits, loudly.
-        const reason = error instanceof Error ? error : new Error(String(error));
-        for (const entry of this.#queue.splice(0)) entry.reject(reason);
+        this.failWaiting(error instanceof Error ? error : new Error(String(error)));
         break;
       }
       while (
         this.#queue.length > 0 &&
         this.#retry.length === 0 &&
-        this.#inFlight.size < this.#options.maxInFlightBatches &&
+        this.#inFlight.size < this.#maxInFlight &&
         !this.#abort.signal.aborted
       ) {
-        const batch = this.#queue.splice(0, this.#options.maxBatch);
+        const batch = this.#take();
+        if (batch.length === 0) break; // every waiting sender has a batch in flight
         this.#inFlight.add(batch);
-        void this.#send(batch.map((e) => e.message)).then((outcomes) => this.#settle(batch, outcomes));
+        for (const entry of batch) this.#busySenders.add(entry.message.senderId);
+        void this.#send(batch).then((outcomes) => this.#settle(batch, outcomes));
       }
-      if (this.#inFlight.size === 0 && this.#retry.length === 0) break; // nothing sent, nothing waiting
+      if (this.#inFlight.size === 0 && this.#retry.length === 0 && this.#queue.length === 0) break;
       await this.#roundDone();
-      if (this.#retry.length > 0 && !this.#abort.signal.aborted) {
-        this.#queue.unshift(...this.#retry.sort((a, b) => a.seq - b.seq));
+      if (this.#retry.length > 0 && this.#inFlight.size === 0 && !this.#abort.signal.aborted) {
+        this.#queue = mergeBySeq(this.#retry.sort((a, b) => a.seq - b.seq), this.#queue);
         this.#retry = [];
         this.#failures++;
         const delay = backoffDelay(this.#failures, this.#options.backoff);
         if (this.#failures === 1 || this.#failures % 20 === 0) {
           this.#options.warn(
-            `[parley] [${this.#driver.name}] publish failed (${this.#lastError?.message ?? 'unknown error'}); ` +
-              `${this.pending} events buffered, retrying in ${delay} ms`,
+            `[parley] [${this.#driver.name}] publish failed (${messageOf(this.#lastError)}); ` +
+              `${this.#pending} events buffered, retrying in ${delay} ms`,
           );
         }
         await sleep(delay, this.#abort.signal);
-      } else if (this.#failures > 0 && this.#inFlight.size === 0) {
+      } else if (this.#failures > 0 && this.#inFlight.size === 0 && this.#retry.length === 0) {
         this.#options.warn(`[parley] [${this.#driver.name}] publishing again after an outage`);
         this.#failures = 0;
       }
@@ -157,14 +224,66 @@ export class Publisher {
     }
   }
 
+  /**
+   * The next batch: waiting entries in publish order, skipping senders with a batch in flight, within the
+   * driver's limits on messages and bytes per batch.
+   */
+  #take(): Entry[] {
+    const batch: Entry[] = [];
+    let bytes = 0;
+    if (this.#busySenders.size === 0) {
+      // Fast path: no sender to skip.
+      let n = 0;
+      while (n < this.#queue.length && n < this.#maxBatch) {
+        const size = this.#queue[n]!.message.body.byteLength;
+        if (n > 0 && bytes + size > this.#maxBatchBytes) break;
+        bytes += size;
+        n++;
+      }
+      return this.#queue.splice(0, n);
+    }
+    const rest: Entry[] = [];
+    let full = false;
+    for (const entry of this.#queue) {
+      const size = entry.message.body.byteLength;
+      if (
+        full ||
+        this.#busySenders.has(entry.message.senderId) ||
+        (batch.length > 0 && bytes + size > this.#maxBatchBytes)
+      ) {
+        rest.push(entry);
+        // A sender skipped once stays skipped: its later events must not overtake this one.
+        if (!full) this.#busySenders.add(entry.message.senderId);
+        continue;
+      }
+      batch.push(entry);
+      bytes += size;
+      if (batch.length >= this.#maxBatch) full = true;
+    }
+    // Senders marked busy only to be skipped in this scan are free again.
+    this.#busySenders.clear();
+    for (const inFlight of this.#inFlight) for (const e of inFlight) this.#busySenders.add(e.message.senderId);
+    this.#queue = rest;
+    return batch;
+  }
+
   #settle(batch: Entry[], outcomes: readonly SendOutcome[]): void {
-    this.#inFlight.delete(batch);
+    if (!this.#inFlight.delete(batch)) return; // rejected by close() meanwhile
+    for (const entry of batch) this.#busySenders.delete(entry.message.senderId);
+    if (outcomes.length !== batch.length) {
+      // A driver bug, not an outage: retrying would loop forever and blame the broker at close.
+      const error = new ParleyError(
+        `driver contract error: send() returned ${outcomes.length} outcomes for ${batch.length} messages (one per message is required)`,
+        'DRIVER_CONTRACT',
+        { scope: this.#driver.name },
+      );
+      this.#options.warn(error.message);
+      for (const entry of batch) entry.reject(error);
+      this.#wake();
+      return;
+    }
     batch.forEach((entry, i) => {
-      const outcome = outcomes[i] ?? {
-        ok: false,
-        retryable: true,
-        error: new Error('no outcome from driver'),
-      };
+      const outcome = outcomes[i]!;
       if (outcome.ok) entry.resolve();
       else if (outcome.retryable && !this.#abort.signal.aborted) {
         this.#retry.push(entry);
@@ -173,8 +292,9 @@ export class Publisher {
         entry.reject(
           outcome.error instanceof PublishError
             ? outcome.error
-            : new PublishError(this.#driver.name, `publish refused: ${outcome.error.message}`, {
+            : new PublishError(this.#driver.name, `publish refused: ${messageOf(outcome.error)}`, {
                 cause: outcome.error,
+                code: (outcome.error as { code?: string }).code,
               }),
         );
       }
@@ -197,7 +317,7 @@ export class Publisher {
   #roundDone(): Promise<void> {
     return new Promise<void>((resolve) => {
       const check = () => {
-        const room = this.#inFlight.size < this.#options.maxInFlightBatches;
+        const room = this.#inFlight.size < this.#maxInFlight;
         if (this.#inFlight.size === 0 || (this.#retry.length === 0 && this.#queue.length > 0 && room))
           resolve();
         else this.#roundWaiter = check;
@@ -207,16 +327,27 @@ export class Publisher {
   }
 
   #settleIdle(): void {
-    if (this.pending === 0) for (const resolve of this.#idle.splice(0)) resolve();
+    if (this.#pending === 0) for (const resolve of this.#idle.splice(0)) resolve();
   }
 
   /** A driver that throws instead of returning outcomes has lost its connection: every message is retryable. */
-  async #send(batch: OutgoingMessage[]): Promise<readonly SendOutcome[]> {
+  async #send(batch: Entry[]): Promise<readonly SendOutcome[]> {
     try {
-      return await this.#driver.send(batch);
+      return await this.#driver.send(batch.map((entry) => entry.message));
     } catch (error) {
       const cause = error instanceof Error ? error : new Error(String(error));
       return batch.map(() => ({ ok: false, retryable: true, error: cause }));
     }
   }
+}
+
+/** Two runs each in publish order, merged into one. */
+function mergeBySeq(a: Entry[], b: Entry[]): Entry[] {
+  if (a.length === 0) return b;
+  if (b.length === 0 || a[a.length - 1]!.seq < b[0]!.seq) return [...a, ...b];
+  return [...a, ...b].sort((x, y) => x.seq - y.seq);
+}
+
+function messageOf(error: Error | undefined): string {
+  return (error?.message ?? 'unknown error').replace(/^\[parley\](?: \[[^\]]+\])? /, '');
 }

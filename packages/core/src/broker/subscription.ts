@@ -1,15 +1,17 @@
 /**
  * The consuming half of every broker: at-least-once delivery around a driver's raw deliveries. A message is
  * decoded and validated (or dead-lettered at once when it cannot be), handed to its handler, acknowledged after
- * the handler resolves, retried with backoff when it throws, and dead-lettered after `maxAttempts`. Events of one
- * sender are handled one at a time, in order. close() drains: no new work, in-flight handlers finish and ack,
- * the rest goes back to the group.
+ * the handler resolves, tried again when it throws (in-process, or through the broker where it redelivers with a
+ * delay), and dead-lettered after `maxAttempts`. Core owns concurrency (the driver only reads ahead), the
+ * per-sender lock, lease renewal while it holds a message, and resuming the consumer after its connection or
+ * channel was lost. close() drains: no new work, in-flight handlers finish and ack, the rest goes back.
  */
-import { BrokerConfigError, errorSummary } from '../errors.js';
+import { BrokerConfigError, errorSummary, ParleyError } from '../errors.js';
 import { eventSchemas } from '../events/schemas.js';
 import type { AnyEvent, EventEnvelope } from '../events/types.js';
 import { safeDecodeEvent } from '../wire/codec.js';
 import { backoffDelay, sleep } from './backoff.js';
+import type { Connection } from './connection.js';
 import type {
   BrokerDriver,
   DeadLetter,
@@ -23,41 +25,97 @@ import type {
   SubscribeOptions,
   SubscriptionStats,
 } from './contract.js';
+import { messageOf } from './connection.js';
+import { SenderLock } from './sender-lock.js';
+import { type EventStreamState, offerToStream, streamIterator } from './stream.js';
 
 type Stats = { -readonly [K in keyof SubscriptionStats]: number };
+
+/** What the broker gives every subscription besides its options. */
+export interface SubscriptionEnvironment {
+  readonly driver: BrokerDriver;
+  readonly connection: Connection;
+  /** Bodies larger than this are dead-lettered unparsed. */
+  readonly maxBodyBytes: number;
+  readonly readAhead: number | undefined;
+  readonly warn: (message: string) => void;
+  readonly onClosed: (subscription: SubscriptionImpl) => void;
+}
+
+/** One delivery while core holds it: from receipt until acked, released or dead-lettered. */
+interface Held {
+  readonly delivery: Delivery;
+  /** Which consumer (of this subscription) delivered it: a resumed consumer's deliveries replace older ones. */
+  readonly consumer: number;
+  envelope?: EventEnvelope<AnyEvent>;
+  /** Aborted when the broker takes it back (revoked, lease lost) or the subscription closes. */
+  readonly abort: AbortController;
+  renewal?: NodeJS.Timeout;
+  settled: boolean;
+}
+
+/** Lease renewal starts after a third of the lease, so that two renewals may fail before it ends. */
+const RENEW_FRACTION = 1 / 3;
+const MAX_CLOSE_STEP_MS = 5_000;
 
 export class SubscriptionImpl implements EventStream {
   readonly ready: Promise<void>;
   readonly closed: Promise<void>;
-  readonly #stats: Stats = { received: 0, acked: 0, retried: 0, deadLettered: 0, redelivered: 0 };
+  #failure: Error | undefined;
+  readonly #stats: Stats = {
+    received: 0,
+    acked: 0,
+    retried: 0,
+    deadLettered: 0,
+    redelivered: 0,
+    revoked: 0,
+    resumed: 0,
+  };
+  readonly #env: SubscriptionEnvironment;
   readonly #driver: BrokerDriver;
   readonly #handle: EventHandler;
   readonly #options: SubscribeOptions;
   readonly #group: string;
   readonly #maxAttempts: number;
+  readonly #concurrency: number;
+  readonly #readAhead: number;
+  readonly #perSender: boolean;
+  readonly #brokerRetry: boolean;
   /** Aborted by close(): handlers see it in their context, backoff waits end early. */
   readonly #closing = new AbortController();
   #consumer: DriverConsumer | undefined;
+  /** Bumped each time the consumer is (re)started. */
+  #consumerId = 0;
+  #resuming: Promise<void> | undefined;
   #closePromise: Promise<void> | undefined;
   #resolveClosed!: () => void;
-  /** Per sender, the deliveries waiting for the one in flight (per-sender ordering). */
-  readonly #waiting = new Map<string, { delivery: Delivery; envelope: EventEnvelope<AnyEvent> }[]>();
-  #inFlight = 0;
+  readonly #unlisten: () => void;
+  /** Held deliveries waiting for a free handler slot, oldest first. */
+  readonly #ready: Held[] = [];
+  /** Per sender: one holder, the others waiting behind it. */
+  readonly #senders = new SenderLock<Held>();
+  readonly #held = new Set<Held>();
+  #running = 0;
+  /** Work in flight that close() waits for: handlers and dead-lettering. */
+  #busy = 0;
   #drained: (() => void) | undefined;
+  #deadLetterFailures = 0;
   /** Iterator mode: events handed to the `for await` loop, and loops waiting for one. */
-  #stream: StreamState | undefined;
+  readonly #stream: EventStreamState | undefined;
 
   constructor(
-    driver: BrokerDriver,
+    env: SubscriptionEnvironment,
     handler: EventHandler | EventHandlers | undefined,
     options: SubscribeOptions,
-    connected: () => Promise<void>,
-    onClosed: (subscription: SubscriptionImpl) => void,
   ) {
+    const { driver } = env;
+    this.#env = env;
     this.#driver = driver;
     this.#options = options;
     this.#group = options.group ?? driver.defaultGroup;
     this.#maxAttempts = Math.max(1, options.maxAttempts ?? 5);
+    this.#perSender = (options.ordering ?? 'per-sender') === 'per-sender';
+    this.#brokerRetry = driver.capabilities.retry === 'broker';
     if (driver.capabilities.deadLetter === 'none' && !options.onDeadLetter) {
       throw new BrokerConfigError(
         driver.name,
@@ -66,7 +124,7 @@ export class SubscriptionImpl implements EventStream {
     }
     if (handler === undefined) {
       this.#stream = { ready: [], waiting: [], current: undefined };
-      this.#handle = (event) => this.#offer(event);
+      this.#handle = (event) => offerToStream(this.#stream!, event);
     } else if (typeof handler === 'function') {
       this.#handle = handler;
     } else {
@@ -76,35 +134,26 @@ export class SubscriptionImpl implements EventStream {
         return (own ?? handlers['*'])?.(event, context);
       };
     }
+    this.#concurrency = this.#stream ? 1 : Math.max(1, Math.floor(options.concurrency ?? 1));
+    this.#readAhead = this.#stream
+      ? 1
+      : Math.max(this.#concurrency, Math.floor(options.readAhead ?? env.readAhead ?? this.#concurrency));
     this.closed = new Promise((resolve) => (this.#resolveClosed = resolve));
     const onAbort = () => void this.close();
     options.signal?.addEventListener('abort', onAbort, { once: true });
+    this.#unlisten = env.connection.onReconnect(() => void this.#resume('the connection was lost'));
     void this.closed.then(() => {
       options.signal?.removeEventListener('abort', onAbort);
-      onClosed(this);
+      this.#unlisten();
+      env.onClosed(this);
     });
-    const concurrency = this.#stream ? 1 : Math.max(1, options.concurrency ?? 1);
-    const group = this.#group;
     this.ready = (async () => {
       // Closing must not wait for a broker that never answers: stop waiting for it at once.
-      await Promise.race([connected(), abortedPromise(this.#closing.signal)]);
-      if (this.#closing.signal.aborted) return;
-      this.#consumer = await driver.consume(
-        {
-          group,
-          prefetch: concurrency,
-          from: options.from ?? 'latest',
-          ordering: options.ordering ?? 'per-sender',
-        },
-        (delivery) => this.#receive(delivery),
-      );
-      if (this.#closing.signal.aborted) await this.#consumer.close();
+      await Promise.race([env.connection.connected(), abortedPromise(this.#closing.signal)]);
+      await this.#startUntilUp();
     })();
-    // A subscription that cannot start reports why (onError, and `ready` rejects) and ends.
-    this.ready.catch((error) => {
-      options.onError?.(error instanceof Error ? error : new Error(String(error)));
-      void this.close();
-    });
+    // A subscription that cannot start reports why (onError, `failure`, and `ready` rejects) and ends.
+    this.ready.catch((error) => this.#fail(error));
     if (options.signal?.aborted) void this.close();
   }
 
@@ -112,19 +161,23 @@ export class SubscriptionImpl implements EventStream {
     return { ...this.#stats };
   }
 
+  get failure(): Error | undefined {
+    return this.#failure;
+  }
+
   close(): Promise<void> {
     this.#closePromise ??= (async () => {
       this.#closing.abort();
       await this.ready.catch(() => undefined);
-      await this.#consumer?.stop().catch(this.#report);
+      await this.#resuming;
+      await bounded(this.#consumer?.stop(), this.#report);
       // Not started yet: back to the group, for another consumer or a later one. Taken in one go, so that
       // nothing finishing meanwhile can start one of them.
-      const waiting = [...this.#waiting.values()].flat();
-      for (const queue of this.#waiting.values()) queue.length = 0;
-      await Promise.all(waiting.map(({ delivery }) => delivery.release().catch(this.#report)));
+      const waiting = [...this.#ready.splice(0), ...this.#senders.takeAllWaiting()];
+      await Promise.all(waiting.map((held) => this.#release(held)));
       if (this.#stream) this.#endStream();
-      if (this.#inFlight > 0) await new Promise<void>((resolve) => (this.#drained = resolve));
-      await this.#consumer?.close().catch(this.#report);
+      if (this.#busy > 0) await new Promise<void>((resolve) => (this.#drained = resolve));
+      await bounded(this.#consumer?.close(), this.#report);
       this.#resolveClosed();
     })();
     return this.#closePromise;
@@ -134,100 +187,298 @@ export class SubscriptionImpl implements EventStream {
     this.#options.onError?.(error instanceof Error ? error : new Error(String(error)));
   };
 
-  #receive(delivery: Delivery): void {
-    this.#stats.received++;
-    if (delivery.redelivered) this.#stats.redelivered++;
-    if (this.#closing.signal.aborted) {
-      void delivery.release().catch(this.#report);
-      return;
-    }
-    const decoded = safeDecodeEvent(delivery.body, this.#options.strict ? { strict: true } : undefined);
-    if (!decoded.success) {
-      const reason: DeadLetterReason = decoded.error.code === 'EVENT_INVALID' ? 'invalid' : 'undecodable';
-      this.#inFlight++;
-      void this.#deadLetter(delivery, reason, decoded.error, 1, delivery.senderId).finally(() =>
-        this.#done(),
-      );
-      return;
-    }
-    const envelope = decoded.envelope;
-    if ((this.#options.ordering ?? 'per-sender') === 'per-sender') {
-      const queue = this.#waiting.get(envelope.sender_id);
-      if (queue) {
-        queue.push({ delivery, envelope });
-        return;
-      }
-      this.#waiting.set(envelope.sender_id, []);
-    }
-    this.#inFlight++;
-    void this.#run(delivery, envelope);
+  /** The subscription cannot go on: say why, once, and end it. */
+  #fail(error: unknown): void {
+    if (this.#failure !== undefined || this.#closing.signal.aborted) return;
+    const failure =
+      error instanceof ParleyError
+        ? error
+        : new ParleyError(`subscription to group "${this.#group}" failed: ${messageOf(error)}`, 'SUBSCRIPTION_FAILED', {
+            scope: this.#driver.name,
+            cause: error,
+          });
+    this.#failure = failure;
+    if (this.#options.onError) this.#report(failure);
+    else this.#env.warn(failure.message);
+    void this.close();
   }
 
-  async #run(delivery: Delivery, envelope: EventEnvelope<AnyEvent>): Promise<void> {
-    let lastError: unknown;
+  /**
+   * Starts the consumer, waiting for the connection as long as it is down. A failure while the connection is up
+   * is this subscription's own (its queue cannot be declared, say): it throws, and the connection goes on.
+   * Resolves false when the subscription closed first.
+   */
+  async #startUntilUp(): Promise<boolean> {
+    for (let attempt = 1; ; attempt++) {
+      await Promise.race([this.#env.connection.connected(), abortedPromise(this.#closing.signal)]);
+      if (this.#closing.signal.aborted) return false;
+      try {
+        await this.#start();
+        return true;
+      } catch (failure) {
+        if (this.#env.connection.isUp || this.#closing.signal.aborted) throw failure;
+        await sleep(backoffDelay(attempt), this.#closing.signal);
+      }
+    }
+  }
+
+  async #start(): Promise<void> {
+    const id = ++this.#consumerId;
+    const consumer = await this.#driver.consume(
+      {
+        group: this.#group,
+        readAhead: this.#readAhead,
+        from: this.#options.from ?? 'latest',
+        ordering: this.#perSender ? 'per-sender' : 'none',
+      },
+      {
+        deliver: (delivery) => this.#receive(delivery, id),
+        lost: (error) => {
+          if (id === this.#consumerId) void this.#resume(messageOf(error), error);
+        },
+      },
+    );
+    this.#consumer = consumer;
+    if (this.#closing.signal.aborted) await bounded(consumer.close(), this.#report);
+  }
+
+  /**
+   * The consumer was lost (its channel closed, or the whole connection): start a new one. What the old one
+   * delivered and nobody started yet is dropped: the broker delivers it again to the new one.
+   */
+  #resume(why: string, error?: Error): Promise<void> {
+    if (this.#closing.signal.aborted || this.#failure) return Promise.resolve();
+    this.#resuming ??= (async () => {
+      await this.ready.catch(() => undefined);
+      const old = this.#consumer;
+      this.#consumer = undefined;
+      const stale = this.#consumerId;
+      this.#consumerId++; // deliveries of the old consumer are recognised as stale from now on
+      for (const held of [...this.#held]) if (held.consumer <= stale) this.#revoke(held);
+      await bounded(old?.close(), () => undefined);
+      this.#report(
+        new ParleyError(`consumer of group "${this.#group}" lost (${why}); resuming`, 'CONSUMER_LOST', {
+          scope: this.#driver.name,
+          cause: error,
+        }),
+      );
+      try {
+        if (await this.#startUntilUp()) this.#stats.resumed++;
+      } catch (failure) {
+        this.#fail(failure);
+      }
+    })().finally(() => {
+      this.#resuming = undefined;
+    });
+    return this.#resuming;
+  }
+
+  #receive(delivery: Delivery, consumer: number): void {
+    this.#stats.received++;
+    if (delivery.redelivered) this.#stats.redelivered++;
+    const held: Held = { delivery, consumer, abort: new AbortController(), settled: false };
+    if (this.#closing.signal.aborted || consumer !== this.#consumerId) {
+      void this.#release(held);
+      return;
+    }
+    this.#hold(held);
+    const body = delivery.body;
+    if (body.byteLength > this.#env.maxBodyBytes) {
+      const error = new ParleyError(
+        `message of ${body.byteLength} bytes is over the limit of ${this.#env.maxBodyBytes} bytes (maxBodyBytes): not parsed`,
+        'EVENT_TOO_LARGE',
+        { scope: this.#driver.name },
+      );
+      this.#track(this.#deadLetter(held, 'undecodable', error, 1, delivery.senderId));
+      return;
+    }
+    const decoded = safeDecodeEvent(body, this.#options.strict ? { strict: true } : undefined);
+    if (!decoded.success) {
+      const reason: DeadLetterReason = decoded.error.code === 'EVENT_INVALID' ? 'invalid' : 'undecodable';
+      this.#track(this.#deadLetter(held, reason, decoded.error, 1, delivery.senderId));
+      return;
+    }
+    held.envelope = decoded.envelope;
+    if (this.#perSender && !this.#senders.acquire(decoded.envelope.sender_id, held)) return;
+    this.#ready.push(held);
+    this.#dispatch();
+  }
+
+  /** Starts handlers while slots are free. */
+  #dispatch(): void {
+    while (this.#running < this.#concurrency && this.#ready.length > 0 && !this.#closing.signal.aborted) {
+      const held = this.#ready.shift()!;
+      if (held.settled) {
+        this.#next(held);
+        continue;
+      }
+      this.#running++;
+      this.#track(this.#run(held).finally(() => this.#running--));
+    }
+  }
+
+  /** Counts work close() must wait for. */
+  #track(work: Promise<void>): void {
+    this.#busy++;
+    void work.finally(() => {
+      this.#busy--;
+      if (this.#busy === 0) this.#drained?.();
+      this.#dispatch();
+    });
+  }
+
+  /** Starts holding: lease renewal, and the revocation signal wired to the handler's. */
+  #hold(held: Held): void {
+    this.#held.add(held);
+    const { delivery } = held;
+    const revoked = delivery.revoked;
+    if (revoked) {
+      if (revoked.aborted) queueMicrotask(() => this.#revoke(held));
+      else revoked.addEventListener('abort', () => this.#revoke(held), { once: true });
+    }
+    const lease = delivery.lease;
+    if (lease) {
+      const every = Math.max(10, Math.floor(lease.durationMs * RENEW_FRACTION));
+      const renew = (): void => {
+        held.renewal = setTimeout(() => {
+          if (held.settled) return;
+          lease.renew().then(renew, (error: unknown) => {
+            // The broker may hand it to a peer now: stop, as if it was taken back.
+            this.#report(error);
+            this.#revoke(held);
+          });
+        }, every);
+      };
+      renew();
+    }
+  }
+
+  /** Stops holding. Returns false when it was already settled (revoked meanwhile, say). */
+  #unhold(held: Held): boolean {
+    if (held.settled) return false;
+    held.settled = true;
+    clearTimeout(held.renewal);
+    this.#held.delete(held);
+    return true;
+  }
+
+  /** The broker took it back: neither ack nor retry it; the handler's signal aborts. */
+  #revoke(held: Held): void {
+    if (!this.#unhold(held)) return;
+    this.#stats.revoked++;
+    // Waiting ones leave their queue lazily: #dispatch skips settled ones, and their sender's next may start.
+    held.abort.abort(new ParleyError('the broker took this delivery back', 'DELIVERY_REVOKED'));
+  }
+
+  async #release(held: Held, delayMs?: number): Promise<void> {
+    if (!this.#unhold(held)) return;
+    await held.delivery
+      .release(delayMs === undefined ? undefined : { delayMs })
+      .catch(this.#report);
+  }
+
+  async #ack(held: Held): Promise<void> {
+    if (!this.#unhold(held)) return;
     try {
-      for (let attempt = 1; attempt <= this.#maxAttempts; attempt++) {
+      await held.delivery.ack();
+      this.#stats.acked++;
+    } catch (error) {
+      // Not acknowledged (its channel or lease is gone): the broker delivers it again.
+      this.#report(error);
+    }
+  }
+
+  /** The attempt a delivery starts at: the broker's count where it keeps one, so crashed tries count too. */
+  #firstAttempt(delivery: Delivery): number {
+    return Math.max(1, delivery.deliveryCount ?? 1);
+  }
+
+  async #run(held: Held): Promise<void> {
+    const { delivery } = held;
+    const envelope = held.envelope!;
+    const signal = AbortSignal.any([this.#closing.signal, held.abort.signal]);
+    let lastError: unknown;
+    let attempt = this.#firstAttempt(delivery);
+    if (attempt > this.#maxAttempts) {
+      // Delivered more often than it may be tried, and never settled: the consumers it went to died with it.
+      lastError = new ParleyError(
+        `delivered ${attempt - 1} times without being acknowledged (its consumers stopped while handling it)`,
+        'DELIVERY_LIMIT',
+        { scope: this.#driver.name },
+      );
+    }
+    try {
+      for (; attempt <= this.#maxAttempts; attempt++) {
+        if (held.settled) return; // revoked while waiting or backing off
         if (this.#closing.signal.aborted) {
           // Shutting down: hand it back rather than retry now; it comes again, to us or a peer.
-          await delivery.release().catch(this.#report);
+          await this.#release(held);
           return;
         }
         const context: DeliveryContext = {
+          id: delivery.id,
           attempt,
           redelivered: delivery.redelivered,
           headers: delivery.headers,
           body: delivery.body,
           group: this.#group,
-          signal: this.#closing.signal,
+          signal,
         };
         try {
           await this.#handle(envelope, context);
-          await delivery.ack().then(() => this.#stats.acked++, this.#report);
+          await this.#ack(held);
           return;
         } catch (error) {
           lastError = error;
+          if (held.settled) return;
           if (this.#closing.signal.aborted) {
             // A failure while shutting down (often the abort itself): hand it back rather than retry or give up.
-            await delivery.release().catch(this.#report);
+            await this.#release(held);
             return;
           }
           if (attempt < this.#maxAttempts) {
             this.#stats.retried++;
-            await sleep(backoffDelay(attempt, this.#options.backoff), this.#closing.signal);
+            const delay = backoffDelay(attempt, this.#options.backoff);
+            if (this.#brokerRetry) {
+              // The broker redelivers it after the delay (to any consumer); its sender's next events go back too,
+              // so that they come after it again.
+              for (const next of this.#senders.takeWaiting(envelope.sender_id)) await this.#release(next);
+              await this.#release(held, delay);
+              return;
+            }
+            await sleep(delay, signal);
           }
         }
       }
-      await this.#deadLetter(delivery, 'handler-failed', lastError, this.#maxAttempts, envelope.sender_id);
+      await this.#deadLetter(held, 'handler-failed', lastError, Math.max(attempt - 1, 1), envelope.sender_id);
     } finally {
-      this.#done(envelope.sender_id);
+      this.#next(held);
     }
   }
 
-  /** One delivery finished: start the sender's next one, or let close() finish. */
-  #done(senderId?: string): void {
-    this.#inFlight--;
-    if (senderId !== undefined) {
-      const queue = this.#waiting.get(senderId);
-      // While closing, nothing new starts: close() hands the queued ones back.
-      const next = this.#closing.signal.aborted ? undefined : queue?.shift();
-      if (next) {
-        this.#inFlight++;
-        void this.#run(next.delivery, next.envelope);
-      } else {
-        this.#waiting.delete(senderId);
-      }
+  /** A sender's turn ended: its next waiting delivery becomes ready. */
+  #next(held: Held): void {
+    if (!this.#perSender || held.envelope === undefined) return;
+    const next = this.#senders.release(held.envelope.sender_id);
+    if (next === undefined) return;
+    if (this.#closing.signal.aborted) {
+      // While closing, nothing new starts: hand it back.
+      void this.#release(next);
+      return;
     }
-    if (this.#inFlight === 0) this.#drained?.();
+    this.#ready.push(next);
   }
 
   async #deadLetter(
-    delivery: Delivery,
+    held: Held,
     reason: DeadLetterReason,
     error: unknown,
     attempts: number,
     senderId: string | undefined,
   ): Promise<void> {
+    const { delivery } = held;
     const deadLetter: DeadLetter = {
+      messageId: delivery.id,
       reason,
       body: delivery.body,
       headers: delivery.headers,
@@ -238,40 +489,40 @@ export class SubscriptionImpl implements EventStream {
       failedAt: Date.now(),
       ...(senderId === undefined ? {} : { senderId }),
     };
+    if (held.settled) return;
     try {
-      if (this.#driver.deadLetter) {
+      if (delivery.reject) {
+        await delivery.reject(deadLetter);
+        this.#unhold(held);
+      } else if (this.#driver.deadLetter) {
         await this.#driver.deadLetter(deadLetter);
-        // Stored: a failing callback is reported, but must not store it a second time.
-        await Promise.resolve(this.#options.onDeadLetter?.(deadLetter)).catch(this.#report);
       } else {
         await this.#options.onDeadLetter?.(deadLetter);
       }
     } catch (failure) {
-      // The dead letter could not be stored: keep the message at the broker (it comes back) rather than lose it.
+      // The dead letter could not be stored: keep the message at the broker (it comes back) rather than lose it,
+      // after a backoff, so that a dead-letter destination that keeps failing does not make it loop hot.
       this.#report(failure);
-      await delivery.release().catch(this.#report);
+      const delay = backoffDelay(++this.#deadLetterFailures, { initialMs: 500, maxMs: 30_000 });
+      if (!this.#brokerRetry) await sleep(delay, this.#closing.signal);
+      await this.#release(held, this.#brokerRetry ? delay : undefined);
       return;
     }
+    this.#deadLetterFailures = 0;
     this.#stats.deadLettered++;
-    await delivery.ack().catch(this.#report);
+    if (!delivery.reject) await this.#ack(held);
+    this.#unhold(held);
+    if (delivery.reject || this.#driver.deadLetter) {
+      // Stored: a failing callback is reported, but must not store it a second time.
+      await Promise.resolve(this.#options.onDeadLetter?.(deadLetter)).catch(this.#report);
+    }
+    this.#env.warn(
+      `[parley] [${this.#driver.name}] dead-lettered an event of group "${this.#group}" (${reason}` +
+        `${senderId === undefined ? '' : `, sender ${JSON.stringify(senderId)}`}, ${attempts} attempt(s)): ${errorSummary(error).message}`,
+    );
   }
 
   // ─── async iteration ───────────────────────────────────────────────────────────────────────────────────────
-
-  /** The handler in iterator mode: hands the event to the loop, resolves (→ ack) when the loop wants the next. */
-  #offer(event: EventEnvelope<AnyEvent>): Promise<void> {
-    const stream = this.#stream!;
-    return new Promise<void>((processed, untaken) => {
-      const waiter = stream.waiting.shift();
-      if (waiter) {
-        stream.current = processed;
-        stream.currentUntaken = () => untaken(new Error('the loop ended while processing this event'));
-        waiter({ value: event, done: false });
-      } else {
-        stream.ready.push({ event, processed, untaken: () => untaken(new Error('subscription closed')) });
-      }
-    });
-  }
 
   #endStream(): void {
     const stream = this.#stream!;
@@ -285,45 +536,13 @@ export class SubscriptionImpl implements EventStream {
   }
 
   [Symbol.asyncIterator](): AsyncIterator<EventEnvelope<AnyEvent>> {
-    const stream = this.#stream;
-    if (!stream)
+    if (!this.#stream)
       throw new TypeError('[parley] this subscription has a handler; subscribe without one to iterate');
-    return {
-      next: () => {
-        // Asking for the next event means the previous one was processed: acknowledge it.
-        stream.current?.();
-        stream.current = undefined;
-        stream.currentUntaken = undefined;
-        const item = stream.ready.shift();
-        if (item) {
-          stream.current = item.processed;
-          stream.currentUntaken = item.untaken;
-          return Promise.resolve({ value: item.event, done: false });
-        }
-        if (this.#closing.signal.aborted) return Promise.resolve({ value: undefined, done: true });
-        return new Promise((resolve) => stream.waiting.push(resolve));
-      },
-      return: async () => {
-        // `break` and a throw in the loop body both land here, and cannot be told apart: the event being
-        // processed goes back to the group (it may come again) rather than risk losing a failed one.
-        stream.currentUntaken?.();
-        stream.current = undefined;
-        stream.currentUntaken = undefined;
-        await this.close();
-        return { value: undefined, done: true };
-      },
-    };
+    return streamIterator(this.#stream, {
+      closing: this.#closing.signal,
+      close: () => this.close(),
+    });
   }
-}
-
-interface StreamState {
-  /** Offered events the loop has not taken yet (at most `prefetch`, i.e. one). */
-  ready: { event: EventEnvelope<AnyEvent>; processed: () => void; untaken: () => void }[];
-  /** Loops waiting in `next()`. */
-  waiting: ((result: IteratorResult<EventEnvelope<AnyEvent>>) => void)[];
-  /** The event the loop is processing: resolving it acknowledges it; `currentUntaken` hands it back. */
-  current: (() => void) | undefined;
-  currentUntaken?: (() => void) | undefined;
 }
 
 /** Resolves when the signal aborts (never rejects). */
@@ -332,4 +551,18 @@ function abortedPromise(signal: AbortSignal): Promise<void> {
     if (signal.aborted) resolve();
     else signal.addEventListener('abort', () => resolve(), { once: true });
   });
+}
+
+/** Waits for a driver step of close, at most a few seconds: a dead network must not hold close() forever. */
+async function bounded(step: Promise<unknown> | undefined, report: (error: unknown) => void): Promise<void> {
+  if (!step) return;
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    step.catch(report),
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, MAX_CLOSE_STEP_MS);
+      timer.unref();
+    }),
+  ]);
+  clearTimeout(timer);
 }

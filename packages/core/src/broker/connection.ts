@@ -1,0 +1,147 @@
+/**
+ * The connection lifecycle of every broker, written once: the first connection (Rasa's `connection_attempts`),
+ * and after the driver reports the connection `lost`, reconnecting with backoff for as long as the broker lives.
+ * Subscriptions listen for `up` to resume their consumers, so every adapter resumes them the same way.
+ */
+import { ConnectionError } from '../errors.js';
+import { backoffDelay, sleep } from './backoff.js';
+import type { BackoffOptions, BrokerDriver } from './contract.js';
+
+export interface ConnectionOptions {
+  readonly reconnect: BackoffOptions;
+  /** Attempts at the first connection before giving up; reconnects after a loss never give up. */
+  readonly connectAttempts: number;
+  readonly warn: (message: string) => void;
+  /** Whether anyone waits for the broker: only then do retry timers keep the process alive. */
+  readonly wanted: () => boolean;
+}
+
+export class Connection {
+  readonly #driver: BrokerDriver;
+  readonly #options: ConnectionOptions;
+  readonly #lifetime = new AbortController();
+  #connecting: Promise<void> | undefined;
+  #up = false;
+  #everUp = false;
+  /** Bumped on every loss: a `lost` from an older connection is ignored. */
+  #generation = 0;
+  #reconnects = 0;
+  #lastError: unknown;
+  /** A loss reported before `connect` resolved: acted on once it has. */
+  #lostEarly: Error | undefined;
+  readonly #listeners = new Set<(generation: number) => void>();
+
+  constructor(driver: BrokerDriver, options: ConnectionOptions) {
+    this.#driver = driver;
+    this.#options = options;
+  }
+
+  get signal(): AbortSignal {
+    return this.#lifetime.signal;
+  }
+
+  /** True while connected (between a successful `connect` and the next loss). */
+  get isUp(): boolean {
+    return this.#up;
+  }
+
+  /** Which connection this is: 1 for the first, +1 per reconnect. */
+  get generation(): number {
+    return this.#generation;
+  }
+
+  get reconnects(): number {
+    return this.#reconnects;
+  }
+
+  get lastError(): unknown {
+    return this.#lastError;
+  }
+
+  /** Calls `listener` each time a connection comes up again after a loss (not for the first one). */
+  onReconnect(listener: (generation: number) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Resolves once connected: at once while up, else after the (first or next) connection succeeds. */
+  connected(): Promise<void> {
+    if (this.#up) return Promise.resolve();
+    this.#connecting ??= this.#connect();
+    return this.#connecting;
+  }
+
+  /** Stops every attempt; `connected()` rejects from now on. */
+  close(): void {
+    this.#up = false;
+    this.#lifetime.abort();
+  }
+
+  async #connect(): Promise<void> {
+    const scope = this.#driver.name;
+    const generation = this.#generation + 1;
+    const limit = this.#everUp ? Number.POSITIVE_INFINITY : this.#options.connectAttempts;
+    try {
+      for (let attempt = 1; ; attempt++) {
+        if (this.#lifetime.signal.aborted) throw new ConnectionError(scope, 'closed before it could connect');
+        this.#lostEarly = undefined;
+        try {
+          await this.#driver.connect({
+            signal: this.#lifetime.signal,
+            lost: (error) => this.#lost(generation, error),
+          });
+        } catch (error) {
+          this.#lastError = error;
+          if (attempt >= limit) {
+            const tries = attempt === 1 ? '1 connection attempt' : `${attempt} connection attempts`;
+            throw new ConnectionError(scope, `gave up after ${tries}: ${messageOf(error)}`, { cause: error });
+          }
+          const delay = backoffDelay(attempt, this.#options.reconnect);
+          if (attempt === 1 || attempt % 10 === 0) {
+            this.#options.warn(
+              `[parley] [${scope}] cannot connect (attempt ${attempt}): ${messageOf(error)}; retrying in ${delay} ms`,
+            );
+          }
+          // Keep the process alive only while someone waits for this broker.
+          await sleep(delay, this.#lifetime.signal, this.#options.wanted());
+          continue;
+        }
+        if (this.#lifetime.signal.aborted) throw new ConnectionError(scope, 'closed while connecting');
+        const again = this.#everUp;
+        this.#generation = generation;
+        this.#up = true;
+        this.#everUp = true;
+        if (again) {
+          this.#reconnects++;
+          this.#options.warn(`[parley] [${scope}] reconnected after ${attempt} attempt(s)`);
+          for (const listener of [...this.#listeners]) listener(generation);
+        } else if (attempt > 1) {
+          this.#options.warn(`[parley] [${scope}] connected after ${attempt} attempts`);
+        }
+        if (this.#lostEarly) queueMicrotask(() => this.#lost(generation, this.#lostEarly!));
+        return;
+      }
+    } finally {
+      this.#connecting = undefined;
+    }
+  }
+
+  #lost(generation: number, error: Error): void {
+    if (this.#lifetime.signal.aborted) return;
+    if (generation === this.#generation + 1 && !this.#up) {
+      this.#lostEarly = error; // that connection is still being made
+      return;
+    }
+    if (generation !== this.#generation || !this.#up) return; // an older connection's loss
+    this.#up = false;
+    this.#lastError = error;
+    this.#options.warn(`[parley] [${this.#driver.name}] connection lost (${messageOf(error)}); reconnecting`);
+    void this.connected().catch(() => undefined);
+  }
+}
+
+/** An error's message without the `[parley] [adapter]` prefix, for wrapping it in another Parley error. */
+export function messageOf(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return message.replace(/^\[parley\](?: \[[^\]]+\])? /, '');
+}
