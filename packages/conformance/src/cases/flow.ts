@@ -111,9 +111,7 @@ const handlersAndIterator: CaseDefinition = {
 const ordering: CaseDefinition = {
   id: 'ordering',
   skip: ({ capabilities }) =>
-    capabilities.ordering !== 'none'
-      ? undefined
-      : `capabilities.ordering is '${capabilities.ordering}'`,
+    capabilities.ordering !== 'none' ? undefined : `capabilities.ordering is '${capabilities.ordering}'`,
   async run(t) {
     const broker = await t.broker(t.destination());
     const senders = 16;

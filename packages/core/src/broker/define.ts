@@ -219,9 +219,11 @@ export function defineBroker<Client>(
         const deadline = Date.now() + timeoutMs;
         const left = () => Math.max(0, deadline - Date.now());
         // Subscriptions drain first: their handlers may still publish.
-        await raceTimeout(Promise.all([...subscriptions].map((s) => s.close())), left(), () => undefined).catch(
+        await raceTimeout(
+          Promise.all([...subscriptions].map((s) => s.close())),
+          left(),
           () => undefined,
-        );
+        ).catch(() => undefined);
         await publisher.close(
           left(),
           connection.isUp

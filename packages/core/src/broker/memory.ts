@@ -11,7 +11,6 @@ import type {
   Capabilities,
   ConnectSession,
   ConsumerSink,
-  DeadLetter,
   DriverConsumeOptions,
   DriverConsumer,
   OutgoingMessage,
@@ -113,6 +112,8 @@ interface InFlight extends Waiting {
   /** Whether it holds its sender's lock. */
   readonly locked: boolean;
   leaseTimer?: NodeJS.Timeout;
+  /** How it ended, once it did. */
+  ended?: 'ack' | 'release' | 'take-back';
 }
 
 interface Group {
@@ -293,14 +294,20 @@ function deliver(consumer: Consumer, waiting: Waiting, perSender: boolean): void
           lease: {
             durationMs: lease,
             renew: async () => {
-              if (!group.inFlight.has(token)) throw new ConnectionError(SCOPE, 'lease lost: delivered to another consumer');
+              if (!group.inFlight.has(token))
+                throw new ConnectionError(SCOPE, 'lease lost: delivered to another consumer');
               clearTimeout(token.leaseTimer);
               expire();
             },
           },
         }),
     ack: async () => {
-      if (!settle(token, 'ack')) throw new ConnectionError(SCOPE, 'not acknowledged: the delivery was taken back');
+      // A second ack is a no-op; an ack of a delivery the hub took back (cut, close, lease) did not happen.
+      if (!settle(token, 'ack') && token.ended !== 'ack')
+        throw new ConnectionError(
+          SCOPE,
+          'not acknowledged: the delivery was taken back; it is delivered again',
+        );
     },
     release: async (options) => void settle(token, 'release', options?.delayMs),
   });
@@ -313,6 +320,7 @@ function deliver(consumer: Consumer, waiting: Waiting, perSender: boolean): void
 function settle(token: InFlight, how: 'ack' | 'release' | 'take-back', delayMs?: number): boolean {
   const { group } = token.consumer;
   if (!group.inFlight.delete(token)) return false;
+  token.ended = how;
   token.consumer.inFlight.delete(token);
   clearTimeout(token.leaseTimer);
   const sender = token.message.senderId;

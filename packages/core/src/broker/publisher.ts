@@ -55,6 +55,8 @@ export class Publisher {
   #pumping = false;
   #closed = false;
   #failures = 0;
+  /** The last take found only senders with a batch in flight: wait for a settle or a new publish. */
+  #blocked = false;
   #idle: (() => void)[] = [];
   readonly #abort = new AbortController();
 
@@ -123,6 +125,7 @@ export class Publisher {
           reject(error);
         },
       });
+      this.#blocked = false; // its sender may be free
       this.#wake(); // a pump waiting for confirms may send this one right away
       if (!this.#pumping) {
         this.#pumping = true;
@@ -192,7 +195,10 @@ export class Publisher {
         !this.#abort.signal.aborted
       ) {
         const batch = this.#take();
-        if (batch.length === 0) break; // every waiting sender has a batch in flight
+        if (batch.length === 0) {
+          this.#blocked = true; // every waiting sender has a batch in flight
+          break;
+        }
         this.#inFlight.add(batch);
         for (const entry of batch) this.#busySenders.add(entry.message.senderId);
         void this.#send(batch).then((outcomes) => this.#settle(batch, outcomes));
@@ -200,7 +206,10 @@ export class Publisher {
       if (this.#inFlight.size === 0 && this.#retry.length === 0 && this.#queue.length === 0) break;
       await this.#roundDone();
       if (this.#retry.length > 0 && this.#inFlight.size === 0 && !this.#abort.signal.aborted) {
-        this.#queue = mergeBySeq(this.#retry.sort((a, b) => a.seq - b.seq), this.#queue);
+        this.#queue = mergeBySeq(
+          this.#retry.sort((a, b) => a.seq - b.seq),
+          this.#queue,
+        );
         this.#retry = [];
         this.#failures++;
         const delay = backoffDelay(this.#failures, this.#options.backoff);
@@ -262,13 +271,15 @@ export class Publisher {
     }
     // Senders marked busy only to be skipped in this scan are free again.
     this.#busySenders.clear();
-    for (const inFlight of this.#inFlight) for (const e of inFlight) this.#busySenders.add(e.message.senderId);
+    for (const inFlight of this.#inFlight)
+      for (const e of inFlight) this.#busySenders.add(e.message.senderId);
     this.#queue = rest;
     return batch;
   }
 
   #settle(batch: Entry[], outcomes: readonly SendOutcome[]): void {
     if (!this.#inFlight.delete(batch)) return; // rejected by close() meanwhile
+    this.#blocked = false;
     for (const entry of batch) this.#busySenders.delete(entry.message.senderId);
     if (outcomes.length !== batch.length) {
       // A driver bug, not an outage: retrying would loop forever and blame the broker at close.
@@ -318,8 +329,8 @@ export class Publisher {
     return new Promise<void>((resolve) => {
       const check = () => {
         const room = this.#inFlight.size < this.#maxInFlight;
-        if (this.#inFlight.size === 0 || (this.#retry.length === 0 && this.#queue.length > 0 && room))
-          resolve();
+        const sendable = this.#queue.length > 0 && !this.#blocked && this.#retry.length === 0;
+        if (this.#inFlight.size === 0 || (sendable && room)) resolve();
         else this.#roundWaiter = check;
       };
       check();

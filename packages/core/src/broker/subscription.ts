@@ -12,6 +12,7 @@ import type { AnyEvent, EventEnvelope } from '../events/types.js';
 import { safeDecodeEvent } from '../wire/codec.js';
 import { backoffDelay, sleep } from './backoff.js';
 import type { Connection } from './connection.js';
+import { messageOf } from './connection.js';
 import type {
   BrokerDriver,
   DeadLetter,
@@ -25,7 +26,6 @@ import type {
   SubscribeOptions,
   SubscriptionStats,
 } from './contract.js';
-import { messageOf } from './connection.js';
 import { SenderLock } from './sender-lock.js';
 import { type EventStreamState, offerToStream, streamIterator } from './stream.js';
 
@@ -193,10 +193,14 @@ export class SubscriptionImpl implements EventStream {
     const failure =
       error instanceof ParleyError
         ? error
-        : new ParleyError(`subscription to group "${this.#group}" failed: ${messageOf(error)}`, 'SUBSCRIPTION_FAILED', {
-            scope: this.#driver.name,
-            cause: error,
-          });
+        : new ParleyError(
+            `subscription to group "${this.#group}" failed: ${messageOf(error)}`,
+            'SUBSCRIPTION_FAILED',
+            {
+              scope: this.#driver.name,
+              cause: error,
+            },
+          );
     this.#failure = failure;
     if (this.#options.onError) this.#report(failure);
     else this.#env.warn(failure.message);
@@ -372,9 +376,7 @@ export class SubscriptionImpl implements EventStream {
 
   async #release(held: Held, delayMs?: number): Promise<void> {
     if (!this.#unhold(held)) return;
-    await held.delivery
-      .release(delayMs === undefined ? undefined : { delayMs })
-      .catch(this.#report);
+    await held.delivery.release(delayMs === undefined ? undefined : { delayMs }).catch(this.#report);
   }
 
   async #ack(held: Held): Promise<void> {
