@@ -362,3 +362,27 @@ describe('dead letters through the contract', () => {
     await broker.close();
   });
 });
+
+describe('dead letters are visible by default', () => {
+  it('warns naming the group, the reason and where it went, at most once per 5 s', async () => {
+    const warnings: string[] = [];
+    const broker = defineBroker(memoryDriver({ hub: new MemoryHub(), destination: uniq() }), {
+      onWarning: (m) => warnings.push(m),
+    });
+    const sub = broker.subscribe(
+      () => {
+        throw new Error('handler bug');
+      },
+      { group: 'orders', maxAttempts: 1 },
+    );
+    await sub.ready;
+    await Promise.all([1, 2, 3].map((n) => broker.publish(event(`s${n}`, n))));
+    await waitFor(() => sub.stats.deadLettered === 3, 'three dead letters');
+    const mine = warnings.filter((w) => w.includes('dead-lettered'));
+    expect(mine).toHaveLength(1);
+    expect(mine[0]).toMatch(
+      /^\[parley\] \[memory\] dead-lettered an event of group "orders" to the broker's dead-letter destination \(handler-failed, sender "s1", 1 attempt\(s\)\): handler bug$/,
+    );
+    await broker.close();
+  });
+});

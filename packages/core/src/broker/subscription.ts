@@ -57,6 +57,7 @@ interface Held {
 /** Lease renewal starts after a third of the lease, so that two renewals may fail before it ends. */
 const RENEW_FRACTION = 1 / 3;
 const MAX_CLOSE_STEP_MS = 5_000;
+const DEAD_LETTER_WARNING_MS = 5_000;
 
 export class SubscriptionImpl implements EventStream {
   readonly ready: Promise<void>;
@@ -518,9 +519,32 @@ export class SubscriptionImpl implements EventStream {
       // Stored: a failing callback is reported, but must not store it a second time.
       await Promise.resolve(this.#options.onDeadLetter?.(deadLetter)).catch(this.#report);
     }
+    this.#warnDeadLetter(reason, senderId, attempts, error);
+  }
+
+  #lastDeadLetterWarning = 0;
+  #unwarnedDeadLetters = 0;
+
+  /** A dead letter is visible by default: one warning per subscription every 5 s at most, counting the rest. */
+  #warnDeadLetter(
+    reason: DeadLetterReason,
+    senderId: string | undefined,
+    attempts: number,
+    error: unknown,
+  ): void {
+    const now = Date.now();
+    if (now - this.#lastDeadLetterWarning < DEAD_LETTER_WARNING_MS) {
+      this.#unwarnedDeadLetters++;
+      return;
+    }
+    const more = this.#unwarnedDeadLetters;
+    this.#lastDeadLetterWarning = now;
+    this.#unwarnedDeadLetters = 0;
+    const where = this.#driver.deadLetter ? "the broker's dead-letter destination" : 'onDeadLetter';
     this.#env.warn(
-      `[parley] [${this.#driver.name}] dead-lettered an event of group "${this.#group}" (${reason}` +
-        `${senderId === undefined ? '' : `, sender ${JSON.stringify(senderId)}`}, ${attempts} attempt(s)): ${errorSummary(error).message}`,
+      `[parley] [${this.#driver.name}] dead-lettered an event of group "${this.#group}" to ${where} (${reason}` +
+        `${senderId === undefined ? '' : `, sender ${JSON.stringify(senderId)}`}, ${attempts} attempt(s)): ` +
+        `${messageOf(error)}${more > 0 ? ` (and ${more} more since the last warning)` : ''}`,
     );
   }
 
