@@ -101,11 +101,27 @@ export class BrokerClosedError extends ParleyError {
   }
 }
 
-/** The broker could not be reached (in time). */
+/**
+ * The broker could not be reached (in time), or refused the connection. `permanent` errors (wrong credentials, no
+ * permission, an unknown virtual host) are not retried: no wait can fix them.
+ */
 export class ConnectionError extends ParleyError {
-  constructor(scope: string, message: string, options?: { cause?: unknown }) {
-    super(message, 'CONNECTION_FAILED', { scope, cause: options?.cause });
+  /** False for failures that no retry can fix: connecting gives up at once. */
+  readonly retryable: boolean;
+
+  constructor(
+    scope: string,
+    message: string,
+    options?: { cause?: unknown; permanent?: boolean; code?: string },
+  ) {
+    super(message, options?.code ?? 'CONNECTION_FAILED', { scope, cause: options?.cause });
+    this.retryable = options?.permanent !== true;
   }
+}
+
+/** Whether an error says that no retry can fix it (`retryable: false`, as a permanent `ConnectionError` has). */
+export function isPermanent(error: unknown): boolean {
+  return (error as { retryable?: unknown } | null)?.retryable === false;
 }
 
 /** A configuration that cannot work, found before anything was sent. */

@@ -13,6 +13,7 @@ export type * from './broker/contract.js';
 export * from './broker/dead-letter.js';
 export * from './broker/define.js';
 export * from './broker/file.js';
+export * from './broker/log.js';
 export * from './broker/memory.js';
 export * from './broker/registry.js';
 export * from './broker/sender-lock.js';

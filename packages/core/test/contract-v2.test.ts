@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   type BrokerDriver,
+  ConnectionError,
   defineBroker,
   type EventEnvelope,
   MemoryHub,
@@ -384,5 +385,126 @@ describe('dead letters are visible by default', () => {
       /^\[parley\] \[memory\] dead-lettered an event of group "orders" to the broker's dead-letter destination \(handler-failed, sender "s1", 1 attempt\(s\)\): handler bug$/,
     );
     await broker.close();
+  });
+});
+
+describe('failing fast', () => {
+  const refusing = (error: Error) => {
+    const inner = memoryDriver({ hub: new MemoryHub(), destination: uniq() });
+    let attempts = 0;
+    const driver: BrokerDriver<MemoryHub> = {
+      ...inner,
+      connect: async () => {
+        attempts++;
+        throw error;
+      },
+    };
+    return { driver, attempts: () => attempts };
+  };
+
+  it('gives up at once on a failure no retry can fix (wrong credentials), saying so', async () => {
+    const { driver, attempts } = refusing(
+      new ConnectionError(
+        'memory',
+        'authentication failed (403 ACCESS-REFUSED): check username and password',
+        {
+          permanent: true,
+          code: 'AUTH_FAILED',
+        },
+      ),
+    );
+    const broker = defineBroker(driver, { ...quiet, reconnect: { initialMs: 50, maxMs: 50 } });
+    const started = Date.now();
+    const error = await broker.publish(event('a', 1)).catch((e: unknown) => e as ConnectionError);
+    expect(Date.now() - started).toBeLessThan(500);
+    expect(attempts()).toBe(1);
+    expect(error).toMatchObject({ code: 'AUTH_FAILED', retryable: false });
+    expect(error.message).toBe(
+      '[parley] [memory] authentication failed (403 ACCESS-REFUSED): check username and password (not retried: no wait can fix this)',
+    );
+    await expect(broker.ready({ timeoutMs: 1_000 })).rejects.toThrow('authentication failed');
+    const sub = broker.subscribe(() => {}, { group: 'g' });
+    await expect(sub.ready).rejects.toThrow('authentication failed');
+    await broker.close();
+  });
+
+  it('bufferWhileDisconnected: false rejects a publish when a connection attempt fails, before the first connection too', async () => {
+    const refused = () => new ConnectionError('memory', 'connect ECONNREFUSED 127.0.0.1:1');
+    const failFast = refusing(refused());
+    const broker = defineBroker(failFast.driver, {
+      ...quiet,
+      bufferWhileDisconnected: false,
+      reconnect: { initialMs: 50, maxMs: 50 },
+    });
+    const started = Date.now();
+    await expect(broker.publish(event('a', 1))).rejects.toThrow('cannot connect: connect ECONNREFUSED');
+    expect(Date.now() - started).toBeLessThan(500);
+    await broker.close({ timeoutMs: 100 });
+
+    // The default buffers: still pending while attempts go on.
+    const patient = refusing(refused());
+    const buffering = defineBroker(patient.driver, { ...quiet, reconnect: { initialMs: 20, maxMs: 20 } });
+    let settled = false;
+    const pending = buffering.publish(event('a', 1)).finally(() => (settled = true));
+    pending.catch(() => {});
+    await sleep(200);
+    expect(settled).toBe(false);
+    expect(patient.attempts()).toBeGreaterThan(2);
+    await buffering.close({ timeoutMs: 50 });
+    await expect(pending).rejects.toMatchObject({ code: 'UNSENT_AT_CLOSE' });
+  });
+});
+
+describe('logging', () => {
+  it('logs connects, retries, dead letters and drains to a pino/console-shaped logger', async () => {
+    const lines: string[] = [];
+    const logger = {
+      debug: (m: string) => lines.push(`debug ${m}`),
+      info: (m: string) => lines.push(`info ${m}`),
+      warn: (m: string) => lines.push(`warn ${m}`),
+      error: (m: string) => lines.push(`error ${m}`),
+    };
+    const broker = defineBroker(memoryDriver({ hub: new MemoryHub(), destination: uniq() }), { logger });
+    const sub = broker.subscribe(
+      () => {
+        throw new Error('nope');
+      },
+      { group: 'g', maxAttempts: 2, backoff: { initialMs: 1, maxMs: 1 } },
+    );
+    await sub.ready;
+    await broker.publish(event('a', 1));
+    await waitFor(() => sub.stats.deadLettered === 1, 'the dead letter');
+    await broker.close();
+    const has = (pattern: RegExp) => lines.some((line) => pattern.test(line));
+    expect(has(/^info \[parley\] \[memory\] connected$/)).toBe(true);
+    expect(has(/^info \[parley\] \[memory\] consuming group "g" \(concurrency 1, read-ahead 1\)$/)).toBe(
+      true,
+    );
+    expect(has(/^debug .*handler failed .*attempt 1 of 2\): nope; trying again in \d+ ms$/)).toBe(true);
+    expect(has(/^warn .*dead-lettered an event of group "g"/)).toBe(true);
+    expect(
+      has(
+        /^info .*subscription to group "g" drained and closed \(0 acknowledged, 1 retries, 1 dead-lettered\)$/,
+      ),
+    ).toBe(true);
+  });
+
+  it('writes debug output to stderr with PARLEY_DEBUG=1, and nothing without it', async () => {
+    const { makeLog } = await import('../src/broker/log.js');
+    const written: string[] = [];
+    const write = process.stderr.write;
+    process.stderr.write = ((chunk: string) => written.push(String(chunk)) > 0) as typeof write;
+    const previous = process.env.PARLEY_DEBUG;
+    try {
+      delete process.env.PARLEY_DEBUG;
+      makeLog({}).debug('[parley] hidden');
+      process.env.PARLEY_DEBUG = '1';
+      makeLog({}).debug('[parley] shown');
+    } finally {
+      process.stderr.write = write;
+      if (previous === undefined) delete process.env.PARLEY_DEBUG;
+      else process.env.PARLEY_DEBUG = previous;
+    }
+    expect(written).toEqual(['[parley] shown\n']);
   });
 });

@@ -10,6 +10,7 @@
 import type { EventName } from '../events/schemas.js';
 import type { AnyEvent, EventEnvelope, EventOf, RasaEvent, UnknownEvent } from '../events/types.js';
 import type { WireFormat } from '../wire/codec.js';
+import type { Logger } from './log.js';
 
 // ─── What a broker guarantees ────────────────────────────────────────────────────────────────────────────────
 
@@ -481,6 +482,11 @@ export interface BrokerOptions {
   readonly format?: WireFormat;
   /** Events held while the broker is unreachable; a publish beyond it rejects. Default 10,000. */
   readonly bufferSize?: number;
+  /**
+   * Hold publishes while the broker is unreachable (default true). False: a publish rejects as soon as a connection
+   * attempt fails, before the first connection too (Rasa's `should_keep_unpublished_messages: false`).
+   */
+  readonly bufferWhileDisconnected?: boolean;
   /** Bytes (of encoded events) held while the broker is unreachable; a publish beyond it rejects. Default 64 MiB. */
   readonly bufferBytes?: number;
   /** Largest batch handed to the driver at once. Default 500. */
@@ -500,8 +506,14 @@ export interface BrokerOptions {
   readonly concurrency?: number;
   /** Default `readAhead` of subscriptions that set none (AMQP: `prefetch`). Default: their `concurrency`. */
   readonly readAhead?: number;
-  /** Warnings (a reconnect, a config key Parley ignores). Default: process.emitWarning. Never gets credentials. */
+  /**
+   * Where the broker logs connects, reconnects, retries, dead letters and drains (pino, winston, `console`, …):
+   * warnings and errors by default to `process.emitWarning`; debug and info only here, or to stderr with
+   * `PARLEY_DEBUG=1`. Never gets credentials.
+   */
+  readonly logger?: Logger;
+  /** Warnings (a reconnect, a dead letter, a config key Parley ignores); overrides `logger.warn`. */
   readonly onWarning?: (message: string) => void;
 }
 
-export type { AnyEvent, EventEnvelope, RasaEvent, UnknownEvent };
+export type { AnyEvent, EventEnvelope, Logger, RasaEvent, UnknownEvent };

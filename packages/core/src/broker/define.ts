@@ -26,6 +26,7 @@ import type {
   SubscribeOptions,
   Subscription,
 } from './contract.js';
+import { makeLog } from './log.js';
 import { Publisher } from './publisher.js';
 import { SubscriptionImpl } from './subscription.js';
 
@@ -40,23 +41,25 @@ export function defineBroker<Client>(
 ): Broker<Client> {
   const scope = driver.name;
   const format = options.format ?? driver.defaultFormat;
-  const warn = options.onWarning ?? ((message: string) => process.emitWarning(message, 'ParleyWarning'));
+  const log = makeLog(options);
+  const warn = log.warn;
   const subscriptions = new Set<SubscriptionImpl>();
 
-  const connection = new Connection(driver as BrokerDriver, {
+  const connection: Connection = new Connection(driver as BrokerDriver, {
     reconnect: options.reconnect ?? { initialMs: 200, maxMs: 5_000 },
     connectAttempts: options.connectAttempts ?? Number.POSITIVE_INFINITY,
-    warn,
-    wanted: () => publisher.pending > 0 || subscriptions.size > 0,
+    log,
+    wanted: (): boolean => publisher.pending > 0 || subscriptions.size > 0,
   });
   const connected = (): Promise<void> => connection.connected();
 
-  const publisher = new Publisher(driver as BrokerDriver, {
+  const publisher: Publisher = new Publisher(driver as BrokerDriver, {
     bufferSize: options.bufferSize ?? 10_000,
     bufferBytes: options.bufferBytes ?? DEFAULT_BUFFER_BYTES,
     maxBatch: options.maxBatch ?? 500,
     backoff: options.reconnect ?? { initialMs: 200, maxMs: 5_000 },
-    connected,
+    connected:
+      options.bufferWhileDisconnected === false ? (): Promise<void> => connection.attempt() : connected,
     warn,
   });
 
@@ -143,7 +146,7 @@ export function defineBroker<Client>(
           connection,
           maxBodyBytes: options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES,
           readAhead: options.readAhead,
-          warn,
+          log,
           onClosed: (s) => subscriptions.delete(s),
         },
         handler,

@@ -26,6 +26,7 @@ import type {
   SubscribeOptions,
   SubscriptionStats,
 } from './contract.js';
+import type { Log } from './log.js';
 import { SenderLock } from './sender-lock.js';
 import { type EventStreamState, offerToStream, streamIterator } from './stream.js';
 
@@ -38,7 +39,7 @@ export interface SubscriptionEnvironment {
   /** Bodies larger than this are dead-lettered unparsed. */
   readonly maxBodyBytes: number;
   readonly readAhead: number | undefined;
-  readonly warn: (message: string) => void;
+  readonly log: Log;
   readonly onClosed: (subscription: SubscriptionImpl) => void;
 }
 
@@ -148,10 +149,14 @@ export class SubscriptionImpl implements EventStream {
       this.#unlisten();
       env.onClosed(this);
     });
+    const group = this.#group;
+    const flow = `concurrency ${this.#concurrency}, read-ahead ${this.#readAhead}`;
     this.ready = (async () => {
       // Closing must not wait for a broker that never answers: stop waiting for it at once.
       await Promise.race([env.connection.connected(), abortedPromise(this.#closing.signal)]);
-      await this.#startUntilUp();
+      if (await this.#startUntilUp()) {
+        env.log.info(`[parley] [${driver.name}] consuming group "${group}" (${flow})`);
+      }
     })();
     // A subscription that cannot start reports why (onError, `failure`, and `ready` rejects) and ends.
     this.ready.catch((error) => this.#fail(error));
@@ -179,6 +184,10 @@ export class SubscriptionImpl implements EventStream {
       if (this.#stream) this.#endStream();
       if (this.#busy > 0) await new Promise<void>((resolve) => (this.#drained = resolve));
       await bounded(this.#consumer?.close(), this.#report);
+      const { acked, retried, deadLettered } = this.#stats;
+      this.#env.log.info(
+        `[parley] [${this.#driver.name}] subscription to group "${this.#group}" drained and closed (${acked} acknowledged, ${retried} retries, ${deadLettered} dead-lettered)`,
+      );
       this.#resolveClosed();
     })();
     return this.#closePromise;
@@ -204,7 +213,7 @@ export class SubscriptionImpl implements EventStream {
           );
     this.#failure = failure;
     if (this.#options.onError) this.#report(failure);
-    else this.#env.warn(failure.message);
+    else this.#env.log.warn(failure.message);
     void this.close();
   }
 
@@ -268,7 +277,10 @@ export class SubscriptionImpl implements EventStream {
         }),
       );
       try {
-        if (await this.#startUntilUp()) this.#stats.resumed++;
+        if (await this.#startUntilUp()) {
+          this.#stats.resumed++;
+          this.#env.log.info(`[parley] [${this.#driver.name}] consumer of group "${this.#group}" resumed`);
+        }
       } catch (failure) {
         this.#fail(failure);
       }
@@ -380,11 +392,12 @@ export class SubscriptionImpl implements EventStream {
     await held.delivery.release(delayMs === undefined ? undefined : { delayMs }).catch(this.#report);
   }
 
-  async #ack(held: Held): Promise<void> {
+  /** Acknowledges; `handled` counts it in `stats.acked` (a dead letter's ack does not). */
+  async #ack(held: Held, handled = true): Promise<void> {
     if (!this.#unhold(held)) return;
     try {
       await held.delivery.ack();
-      this.#stats.acked++;
+      if (handled) this.#stats.acked++;
     } catch (error) {
       // Not acknowledged (its channel or lease is gone): the broker delivers it again.
       this.#report(error);
@@ -442,6 +455,10 @@ export class SubscriptionImpl implements EventStream {
           if (attempt < this.#maxAttempts) {
             this.#stats.retried++;
             const delay = backoffDelay(attempt, this.#options.backoff);
+            this.#env.log.debug(
+              `[parley] [${this.#driver.name}] handler failed for an event of sender ${JSON.stringify(envelope.sender_id)} ` +
+                `(group "${this.#group}", attempt ${attempt} of ${this.#maxAttempts}): ${messageOf(error)}; trying again in ${delay} ms`,
+            );
             if (this.#brokerRetry) {
               // The broker redelivers it after the delay (to any consumer); its sender's next events go back too,
               // so that they come after it again.
@@ -513,7 +530,7 @@ export class SubscriptionImpl implements EventStream {
     }
     this.#deadLetterFailures = 0;
     this.#stats.deadLettered++;
-    if (!delivery.reject) await this.#ack(held);
+    if (!delivery.reject) await this.#ack(held, false);
     this.#unhold(held);
     if (delivery.reject || this.#driver.deadLetter) {
       // Stored: a failing callback is reported, but must not store it a second time.
@@ -541,7 +558,7 @@ export class SubscriptionImpl implements EventStream {
     this.#lastDeadLetterWarning = now;
     this.#unwarnedDeadLetters = 0;
     const where = this.#driver.deadLetter ? "the broker's dead-letter destination" : 'onDeadLetter';
-    this.#env.warn(
+    this.#env.log.warn(
       `[parley] [${this.#driver.name}] dead-lettered an event of group "${this.#group}" to ${where} (${reason}` +
         `${senderId === undefined ? '' : `, sender ${JSON.stringify(senderId)}`}, ${attempts} attempt(s)): ` +
         `${messageOf(error)}${more > 0 ? ` (and ${more} more since the last warning)` : ''}`,
