@@ -508,3 +508,28 @@ describe('logging', () => {
     expect(written).toEqual(['[parley] shown\n']);
   });
 });
+
+describe('oversized bodies', () => {
+  it('dead-letters a body over maxBodyBytes unparsed, and goes on', async () => {
+    const hub = new MemoryHub();
+    const destination = uniq();
+    const broker = defineBroker(memoryDriver({ hub, destination }), { ...quiet, maxBodyBytes: 1_000 });
+    const got: unknown[] = [];
+    const sub = broker.subscribe((e) => void got.push(e), { group: 'g' });
+    await sub.ready;
+    hub.publishRaw(
+      destination,
+      Buffer.from(JSON.stringify({ sender_id: 'big', event: 'bot', text: 'x'.repeat(5_000) })),
+    );
+    await broker.publish(event('small', 1));
+    await waitFor(
+      () => got.length === 1 && sub.stats.deadLettered === 1,
+      'the small event and one dead letter',
+    );
+    const [letter] = await broker.deadLetters('g');
+    expect(letter).toMatchObject({ reason: 'undecodable', error: { code: 'EVENT_TOO_LARGE' } });
+    expect(letter!.error.message).toContain('over the limit of 1000 bytes (maxBodyBytes): not parsed');
+    expect(letter!.body.byteLength).toBeGreaterThan(5_000);
+    await broker.close();
+  });
+});
