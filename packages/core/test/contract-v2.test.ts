@@ -533,3 +533,20 @@ describe('oversized bodies', () => {
     await broker.close();
   });
 });
+
+describe('ephemeral groups', () => {
+  it('leave nothing behind once their last consumer left', async () => {
+    const hub = new MemoryHub();
+    const destination = uniq();
+    const broker = defineBroker(memoryDriver({ hub, destination }), quiet);
+    const got: unknown[] = [];
+    const sub = broker.subscribe((e) => void got.push(e), { group: 'tail', ephemeral: true });
+    await sub.ready;
+    await broker.publish(event('a', 1));
+    await waitFor(() => got.length === 1, 'the event');
+    expect(hub.groups(destination).map((g) => g.name)).toEqual(['tail']);
+    await sub.close();
+    expect(hub.groups(destination)).toEqual([]);
+    await broker.close();
+  });
+});

@@ -178,6 +178,11 @@ export interface SubscribeOptions {
   readonly backoff?: BackoffOptions;
   /** Where a new group starts: `latest` (default) or `beginning` (brokers with `replay`). */
   readonly from?: 'latest' | 'beginning';
+  /**
+   * A throwaway group for a demo, a `tail` or a test: the broker keeps nothing of it once its last consumer left
+   * (AMQP: an exclusive, auto-delete queue; memory and file: no group state or offsets kept). Default false.
+   */
+  readonly ephemeral?: boolean;
   /** Reject unknown event names (dead-lettered as `invalid`) instead of delivering them as `UnknownEvent`. */
   readonly strict?: boolean;
   /** Aborting it closes the subscription (gracefully, as `close()` does). */
@@ -380,6 +385,8 @@ export interface DriverConsumeOptions {
   readonly readAhead: number;
   readonly from: 'latest' | 'beginning';
   readonly ordering: 'per-sender' | 'none';
+  /** Keep nothing of the group once its last consumer left (`SubscribeOptions.ephemeral`). */
+  readonly ephemeral: boolean;
 }
 
 /** Where a driver's consumer sends what happens to it. */

@@ -132,6 +132,8 @@ interface Group {
   scheduled: boolean;
   /** A timer for the earliest delayed release. */
   timer?: NodeJS.Timeout;
+  /** Forgotten once its last consumer leaves. */
+  ephemeral: boolean;
 }
 
 interface Consumer {
@@ -351,6 +353,11 @@ function detach(consumer: Consumer): void {
   const index = group.consumers.indexOf(consumer);
   if (index >= 0) group.consumers.splice(index, 1);
   consumer.connection.consumers.delete(consumer);
+  if (group.ephemeral && group.consumers.length === 0) {
+    clearTimeout(group.timer);
+    for (const [name, candidate] of group.topic.groups)
+      if (candidate === group) group.topic.groups.delete(name);
+  }
 }
 
 /** The connection drops: its consumers are gone (what they held goes back), and its client is told. */
@@ -529,7 +536,7 @@ export function memoryDriver(options: MemoryBrokerOptions = {}): BrokerDriver<Me
     async consume(consumeOptions, sink): Promise<DriverConsumer> {
       if (connection.closed) throw new BrokerClosedError(SCOPE);
       if (connection.cut) throw new ConnectionError(SCOPE, 'connection lost');
-      const { group: name, readAhead, from, ordering } = consumeOptions;
+      const { group: name, readAhead, from, ordering, ephemeral } = consumeOptions;
       if (!Number.isInteger(readAhead) || readAhead < 1) {
         throw new BrokerConfigError(SCOPE, `readAhead must be a positive integer, got ${readAhead}`);
       }
@@ -544,6 +551,7 @@ export function memoryDriver(options: MemoryBrokerOptions = {}): BrokerDriver<Me
         consumers: [],
         turn: 0,
         scheduled: false,
+        ephemeral,
       };
       topic.groups.set(name, group);
       const consumer: Consumer = {

@@ -244,6 +244,7 @@ export class SubscriptionImpl implements EventStream {
         readAhead: this.#readAhead,
         from: this.#options.from ?? 'latest',
         ordering: this.#perSender ? 'per-sender' : 'none',
+        ephemeral: this.#options.ephemeral === true,
       },
       {
         deliver: (delivery) => this.#receive(delivery, id),
