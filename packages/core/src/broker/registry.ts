@@ -18,7 +18,8 @@ import { memoryBroker } from './memory.js';
 export type FromEndpointConfig = (config: BrokerConfig, options?: AdapterOptions) => Broker | Promise<Broker>;
 
 /** Options every adapter's `fromEndpointConfig` accepts besides the endpoints.yml section. */
-export interface AdapterOptions extends Pick<BrokerOptions, 'onWarning'> {}
+/** What `createBroker` hands every adapter besides the endpoints.yml section: where to log. */
+export interface AdapterOptions extends Pick<BrokerOptions, 'onWarning' | 'logger'> {}
 
 export interface CreateBrokerOptions extends AdapterOptions {
   /** Where adapter packages are resolved from. Default: the current directory, then the endpoints.yml folder. */
@@ -100,6 +101,7 @@ function embeddedMemory(config: BrokerConfig, options: CreateBrokerOptions): Bro
     hub,
     ...common,
     ...(options.onWarning ? { onWarning: options.onWarning } : {}),
+    ...(options.logger ? { logger: options.logger } : {}),
   });
 }
 
@@ -115,6 +117,7 @@ function embeddedFile(config: BrokerConfig, options: CreateBrokerOptions): Broke
     ...(fsync === undefined ? {} : { fsync }),
     ...common,
     ...(options.onWarning ? { onWarning: options.onWarning } : {}),
+    ...(options.logger ? { logger: options.logger } : {}),
   });
 }
 
