@@ -550,3 +550,32 @@ describe('ephemeral groups', () => {
     await broker.close();
   });
 });
+
+describe('close({ timeoutMs }) bounds the whole close', () => {
+  it('gives up on a handler that never finishes: its event goes back to the group', async () => {
+    const hub = new MemoryHub();
+    const destination = uniq();
+    const broker = defineBroker(memoryDriver({ hub, destination }), quiet);
+    let started = false;
+    const sub = broker.subscribe(
+      () => {
+        started = true;
+        return new Promise(() => {}); // ignores its signal, never resolves
+      },
+      { group: 'g' },
+    );
+    await sub.ready;
+    await broker.publish(event('a', 1));
+    await waitFor(() => started, 'the handler to start');
+    const begun = Date.now();
+    await broker.close({ timeoutMs: 300 });
+    expect(Date.now() - begun).toBeLessThan(2_000);
+    await sub.closed;
+    const peer = defineBroker(memoryDriver({ hub, destination }), quiet);
+    const got: unknown[] = [];
+    const next = peer.subscribe((e) => void got.push(e), { group: 'g' });
+    await next.ready;
+    await waitFor(() => got.length === 1, 'a peer to get the event back');
+    await peer.close();
+  });
+});

@@ -222,11 +222,12 @@ export function defineBroker<Client>(
         const deadline = Date.now() + timeoutMs;
         const left = () => Math.max(0, deadline - Date.now());
         // Subscriptions drain first: their handlers may still publish.
-        await raceTimeout(
-          Promise.all([...subscriptions].map((s) => s.close())),
-          left(),
+        const draining = [...subscriptions];
+        await raceTimeout(Promise.all(draining.map((s) => s.close())), left(), () => undefined).catch(
           () => undefined,
-        ).catch(() => undefined);
+        );
+        // Handlers that outlived the deadline: their events go back to the group, and nothing waits for them.
+        await Promise.all(draining.map((s) => s.forceClose()));
         await publisher.close(
           left(),
           connection.isUp

@@ -90,6 +90,9 @@ export class SubscriptionImpl implements EventStream {
   #consumerId = 0;
   #resuming: Promise<void> | undefined;
   #closePromise: Promise<void> | undefined;
+  /** Resolves when the broker's close deadline passed: stop waiting for handlers that never finish. */
+  readonly #forced: Promise<void>;
+  #force!: () => void;
   #resolveClosed!: () => void;
   readonly #unlisten: () => void;
   /** Held deliveries waiting for a free handler slot, oldest first. */
@@ -141,6 +144,7 @@ export class SubscriptionImpl implements EventStream {
       ? 1
       : Math.max(this.#concurrency, Math.floor(options.readAhead ?? env.readAhead ?? this.#concurrency));
     this.closed = new Promise((resolve) => (this.#resolveClosed = resolve));
+    this.#forced = new Promise((resolve) => (this.#force = resolve));
     const onAbort = () => void this.close();
     options.signal?.addEventListener('abort', onAbort, { once: true });
     this.#unlisten = env.connection.onReconnect(() => void this.#resume('the connection was lost'));
@@ -182,7 +186,8 @@ export class SubscriptionImpl implements EventStream {
       const waiting = [...this.#ready.splice(0), ...this.#senders.takeAllWaiting()];
       await Promise.all(waiting.map((held) => this.#release(held)));
       if (this.#stream) this.#endStream();
-      if (this.#busy > 0) await new Promise<void>((resolve) => (this.#drained = resolve));
+      if (this.#busy > 0)
+        await Promise.race([new Promise<void>((resolve) => (this.#drained = resolve)), this.#forced]);
       await bounded(this.#consumer?.close(), this.#report);
       const { acked, retried, deadLettered } = this.#stats;
       this.#env.log.info(
@@ -191,6 +196,17 @@ export class SubscriptionImpl implements EventStream {
       this.#resolveClosed();
     })();
     return this.#closePromise;
+  }
+
+  /**
+   * The broker's close deadline passed while handlers still run: give up on them. What they hold goes back to the
+   * group (they are told through their signal, already aborted), leases stop, and the subscription ends now.
+   */
+  async forceClose(): Promise<void> {
+    void this.close();
+    this.#force();
+    await Promise.all([...this.#held].map((held) => this.#release(held)));
+    await this.#closePromise;
   }
 
   #report = (error: unknown): void => {
@@ -366,6 +382,7 @@ export class SubscriptionImpl implements EventStream {
             this.#revoke(held);
           });
         }, every);
+        held.renewal.unref(); // the handler keeps the process alive, not its lease
       };
       renew();
     }
