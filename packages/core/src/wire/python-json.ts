@@ -121,12 +121,22 @@ function decodeString(text: string, start: number, end: number): string {
 }
 
 /**
- * Whether a plain decimal's fraction digits are all zero. With at most 15 digits this decides integrality
- * exactly (15 significant digits survive a round trip through a double), sparing the slice and Number().
+ * Whether a plain decimal (no exponent; `dot` is the offset of its '.') is an integral double. An all-zero
+ * fraction is; a non-zero one is not while there are at most 15 digits (15 significant digits survive a round
+ * trip through a double). A longer one may round to an integer (`1.00000000000000001`), but not if its first
+ * non-zero fraction digit, at fraction position z + 1, is 1..8: then the fraction is at least 10^-(z+1) from
+ * any integer, while half an ulp of a value with nI integer digits is below 10^nI * 1.2e-16, which is smaller
+ * whenever nI + z + 1 <= 15. That spares the slice and Number() for timestamps and confidences, which are long.
  */
-function zeroFraction(text: string, from: number, to: number): boolean {
-  while (from < to && text.charCodeAt(from) === 0x30) from++;
-  return from === to;
+function integralDecimal(text: string, start: number, dot: number, end: number): boolean {
+  let f = dot + 1;
+  while (f < end && text.charCodeAt(f) === 0x30) f++;
+  if (f === end) return true;
+  if (end - start <= 16) return false;
+  const intStart = text.charCodeAt(start) === 0x2d ? start + 1 : start;
+  const intDigits = text.charCodeAt(intStart) === 0x30 ? 0 : dot - intStart;
+  if (text.charCodeAt(f) !== 0x39 && intDigits + (f - dot) <= 15) return false;
+  return Number.isInteger(Number(text.slice(start, end)));
 }
 
 function isIndexKey(key: string): boolean {
@@ -202,9 +212,7 @@ export function scanNumberShape(text: string): NumberShape | undefined {
         // '-' alone (from -Infinity) is too short to get here; 15 digits are always safe.
         if (i - s > 15 && !Number.isSafeInteger(Number(text.slice(s, i))))
           shape = { kind: 'raw', raw: text.slice(s, i) };
-      } else if (
-        exp || i - s > 16 ? Number.isInteger(Number(text.slice(s, i))) : zeroFraction(text, dot + 1, i)
-      ) {
+      } else if (exp ? Number.isInteger(Number(text.slice(s, i))) : integralDecimal(text, s, dot, i)) {
         shape = FLOAT;
       }
       if (shape !== undefined) {
