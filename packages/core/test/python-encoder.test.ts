@@ -115,6 +115,46 @@ describe('the source text, scanned on demand', () => {
     );
   });
 
+  it('is read where the number is, and checked when the output is not the source', () => {
+    const cases: [string, string][] = [
+      // duplicate keys: the last value wins, at the first key's place
+      ['{"a": 1.0, "a": 1}', '{"a": 1}'],
+      ['{"a": 1, "b": 2, "a": 1.0}', '{"a": 1.0, "b": 2}'],
+      // another writer's spacing: nothing is where the output has it
+      [
+        '{"a":1.0,"b":[1,2.0,12345678901234567890],"c":-0}',
+        '{"a": 1.0, "b": [1, 2.0, 12345678901234567890], "c": 0}',
+      ],
+      ['[-0, -0.0, 1E2, 1e400, -1e400]', '[0, -0.0, 100.0, Infinity, -Infinity]'],
+      ['  7.0 ', '7.0'],
+      ['{"é": 1.0, "x": 2.0}', '{"\\u00e9": 1.0, "x": 2.0}'],
+    ];
+    for (const [source, expected] of cases) {
+      expect(encodePython(parseJson(source), { source }, false), source).toBe(expected);
+    }
+    const line = lines.find((l) =>
+      l.includes('"confidence": 1.0, "action_text": null, "hide_rule_turn": false'),
+    )!;
+    const edits: [(e: Record<string, unknown>) => void, (l: string) => string][] = [
+      // after the guessed number, before it (shifting it), and the number itself
+      [
+        (e) => (e.hide_rule_turn = true),
+        (l) => l.replace('"hide_rule_turn": false', '"hide_rule_turn": true'),
+      ],
+      [
+        (e) => (e.policy = 'a longer policy'),
+        (l) => l.replace('"policy": null', '"policy": "a longer policy"'),
+      ],
+      [(e) => (e.confidence = 3), (l) => l.replace('"confidence": 1.0', '"confidence": 3.0')],
+      [(e) => (e.confidence = 0.5), (l) => l.replace('"confidence": 1.0', '"confidence": 0.5')],
+    ];
+    for (const [edit, expected] of edits) {
+      const event = decodeEvent(line) as unknown as Record<string, unknown>;
+      edit(event);
+      expect(stringifyEvent(event as never, python)).toBe(expected(line));
+    }
+  });
+
   it('is read only for a value that needs it, and then as a whole', () => {
     // Non-integral, `n` needs nothing from the source; integral again, it is the float the source had.
     const source = '{"n": 1.0, "s": "x"}';

@@ -508,20 +508,38 @@ type Hint = FloatHints | true | undefined;
 type Node = Extract<NumberShape, { kind: 'node' }>;
 
 /**
- * The shape of a value whose source text has not been scanned yet. Scanning costs about as much as encoding, and
- * only two things need it: an integral number (int or float in the source? an unsafe integer's digits?) and an
- * object whose own keys start with an integer-like key (JS moved it first; where was it in the source?). Most
- * events hold neither and are never scanned; the first value that needs the shape scans the whole source once.
+ * The shape of a value decoded from a source text, still to be found out. Scanning the source for it costs about
+ * as much as encoding, and only two things need it:
+ *
+ * - an integral number: int or float in the source, or an unsafe integer's digits? Rather than scanning, the
+ *   encoder reads the token at the same offset in the source, where it is when the source is what the encoder is
+ *   writing (an unchanged event that Python wrote). That is a guess, recorded; at the end, an output equal to the
+ *   source proves every guess right (see `confirmGuesses`), else the source is scanned and each guess checked;
+ * - an object whose first own key is integer-like (JS moved such keys first: where were they in the source?):
+ *   the source is scanned then, once.
+ *
+ * Most Rasa events hold neither, and the rest are mostly re-encoded unchanged: few get scanned.
  */
 const PENDING: Node = { kind: 'node', children: new Map() };
 
-/** Options of the codec's python encoder: {@link PythonDumpOptions}, or the source text to scan on demand. */
+/** Options of the codec's python encoder: {@link PythonDumpOptions}, or the source text to consult on demand. */
 export interface PythonEncodeOptions extends PythonDumpOptions {
   /**
-   * The text `value` was decoded from, scanned ({@link scanNumberShape}) only if the value holds something
-   * plain JS cannot tell (see PENDING). Takes the place of `shape`.
+   * The text `value` was decoded from, consulted only if the value holds something plain JS cannot tell (see
+   * PENDING). Takes the place of `shape`.
    */
   readonly source?: string;
+}
+
+/** A number whose shape was read at its offset in the source rather than scanned for. */
+interface Guess {
+  /** Where its text is in the output, relative to the output's start. */
+  readonly start: number;
+  readonly end: number;
+  readonly value: number;
+  readonly hint: Hint;
+  /** Its path from the root, to look its shape up if the guess is to be checked. */
+  readonly path: readonly (string | number)[];
 }
 
 class EncodeError extends Error {
@@ -547,17 +565,42 @@ function viaToJSON(v: unknown, key: string): unknown {
  * an infinite one an integer too long for a double (`1e400` written out). Any other number prints as a Python
  * float whatever the shape says.
  */
-function needsShape(v: unknown): boolean {
-  return typeof v === 'number' && (Number.isInteger(v) || Math.abs(v) === Number.POSITIVE_INFINITY);
+function needsShape(v: number): boolean {
+  return Number.isInteger(v) || Math.abs(v) === Number.POSITIVE_INFINITY;
+}
+
+/** How Python prints number `v`, given what its shape and the float hints say about it. */
+function numberText(v: number, shape: NumberShape | undefined, hint: Hint): string {
+  if (shape?.kind === 'float') return pythonFloatRepr(v);
+  if (shape?.kind === 'raw' && Number(shape.raw) === v) return shape.raw;
+  if (hint === true || !Number.isInteger(v)) return pythonFloatRepr(v);
+  // Python ints never use exponent notation; String(-0) is '0', which is what a Python int prints.
+  return v > -1e21 && v < 1e21 ? String(v) : BigInt(v).toString();
+}
+
+/**
+ * The shape the number token at `at` in `text` gives, if it is one: what scanNumberShape would record for it
+ * (FLOAT for a float token, the digits of an unsafe integer), assuming the value there is integral.
+ */
+function tokenShape(text: string, at: number): NumberShape | undefined {
+  let i = text.charCodeAt(at) === 0x2d ? at + 1 : at;
+  let float = false;
+  for (; i < text.length; i++) {
+    const d = text.charCodeAt(i);
+    if (d >= 0x30 && d <= 0x39) continue;
+    if (d === 0x2e || d === 0x65 || d === 0x45) float = true;
+    else if (d !== 0x2b && d !== 0x2d) break;
+  }
+  if (float) return FLOAT;
+  // As in scanNumberShape: 15 digits are always safe.
+  if (i - at > 15 && !Number.isSafeInteger(Number(text.slice(at, i))))
+    return { kind: 'raw', raw: text.slice(at, i) };
+  return undefined;
 }
 
 function hasEnumerable(o: object): boolean {
   for (const _ in o) return true;
   return false;
-}
-
-function isContainer(v: unknown): v is object {
-  return typeof v === 'object' && v !== null;
 }
 
 function orderKeys(source: readonly string[], own: string[]): string[] {
@@ -608,10 +651,13 @@ class Writer {
   readonly stack: object[] = [];
   /** `path[d]`: the key or index leading from the container at depth d to the one at depth d + 1. */
   readonly path: (string | number)[] = [];
-  /** Source text not scanned yet (its shape is PENDING); undefined once scanned or when there is none. */
+  /** The source text of the value (its shape is PENDING), or undefined. */
   source: string | undefined = undefined;
-  /** The scanned shape of the whole value. */
+  /** Whether `source` has been scanned; `root` is then its shape. */
+  scanned = false;
   root: NumberShape | undefined = undefined;
+  /** Numbers whose shape was guessed, in output order (see PENDING). */
+  readonly guesses: Guess[] = [];
   /** Object.prototype has no enumerable property, so for-in lists a plain object's own keys only. */
   forIn = true;
 
@@ -630,7 +676,9 @@ class Writer {
   clear(): void {
     // Only a throw leaves containers on the stack; stale `path` entries are never read (they are set first).
     if (this.stack.length !== 0) this.stack.length = 0;
+    if (this.guesses.length !== 0) this.guesses.length = 0;
     this.source = undefined;
+    this.scanned = false;
     this.root = undefined;
     // A slab grown for one large value is not kept: the next output starts in a fresh one of the usual size.
     if (this.buf.length > SLAB) {
@@ -651,22 +699,49 @@ class Writer {
     }
   }
 
-  /** The node at `path[0..depth)` of the source's shape, scanning the source if that is still pending. */
+  /** The node at `path[0..depth)` of the source's shape, scanning the source first if need be. */
   resolve(depth: number): Node | undefined {
     const s = this.shapeAt(depth);
     return s?.kind === 'node' ? s : undefined;
   }
 
-  shapeAt(depth: number): NumberShape | undefined {
-    if (this.source !== undefined) {
-      this.root = scanNumberShape(this.source);
-      this.source = undefined;
+  /** The shape at `path[0..depth)` of the source's shape, scanning the source first if need be. */
+  shapeAt(depth: number, path: readonly (string | number)[] = this.path): NumberShape | undefined {
+    if (!this.scanned) {
+      this.root = scanNumberShape(this.source ?? '');
+      this.scanned = true;
     }
     let s = this.root;
     for (let d = 0; d < depth && s !== undefined; d++) {
-      s = s.kind === 'node' ? s.children.get(this.path[d]!) : undefined;
+      s = s.kind === 'node' ? s.children.get(path[d]!) : undefined;
     }
     return s;
+  }
+
+  /**
+   * Makes sure every guessed shape was right. An output equal to the source proves them all right: the output has
+   * no duplicate key (an object's own keys are distinct), so neither has the source, whose value at each guessed
+   * path is then the token at the guess's offset, which is the very text written there. A float token there is
+   * one the scan records as a float (its value, the number's, is integral), and digits are recorded as raw by
+   * the same rule as tokenShape's. Otherwise the source is scanned, each guess checked, and a number printed wrong
+   * is rewritten in place (an event edited in place, another writer's spacing, a duplicate key).
+   */
+  confirmGuesses(): void {
+    const written = this.buf.toString('latin1', this.start, this.pos);
+    if (written === this.source) return;
+    let output = '';
+    let last = 0;
+    for (const g of this.guesses) {
+      const want = numberText(g.value, this.shapeAt(g.path.length, g.path), g.hint);
+      if (written.slice(g.start, g.end) === want) continue;
+      output += written.slice(last, g.start) + want;
+      last = g.end;
+    }
+    if (last === 0) return;
+    output += written.slice(last);
+    this.pos = this.start;
+    this.ensure(output.length);
+    this.pos += this.buf.write(output, this.pos, 'latin1');
   }
 
   /** Writes `v` (already through toJSON, and not undefined). */
@@ -729,13 +804,18 @@ class Writer {
   }
 
   number(v: number, shape: NumberShape | undefined, hint: Hint): void {
-    let s: string;
-    if (shape?.kind === 'float') s = pythonFloatRepr(v);
-    else if (shape?.kind === 'raw' && Number(shape.raw) === v) s = shape.raw;
-    else if (hint === true || !Number.isInteger(v)) s = pythonFloatRepr(v);
-    // Python ints never use exponent notation; String(-0) is '0', which is what a Python int prints.
-    else s = v > -1e21 && v < 1e21 ? String(v) : BigInt(v).toString();
-    this.ascii(s);
+    if (shape !== PENDING || !needsShape(v)) {
+      this.ascii(numberText(v, shape === PENDING ? undefined : shape, hint));
+      return;
+    }
+    const depth = this.stack.length;
+    if (this.scanned) {
+      this.ascii(numberText(v, this.shapeAt(depth), hint));
+      return;
+    }
+    const start = this.pos - this.start;
+    this.ascii(numberText(v, tokenShape(this.source ?? '', start), hint));
+    this.guesses.push({ start, end: this.pos - this.start, value: v, hint, path: this.path.slice(0, depth) });
   }
 
   container(v: object, shape: NumberShape | undefined, hint: Hint): void {
@@ -763,12 +843,8 @@ class Writer {
           this.ascii('null');
           continue;
         }
-        // Scan a pending source only for an integral number; a container child inherits PENDING until the
-        // scan has happened (after which resolving is cheap).
-        if (node === PENDING && (needsShape(c) || (isContainer(c) && this.source === undefined))) {
-          node = this.resolve(depth);
-        }
-        if (isContainer(c)) this.path[depth] = i;
+        // Under PENDING, children are PENDING too, and the path to them is kept for looking their shape up.
+        if (node === PENDING) this.path[depth] = i;
         this.value(
           c,
           node === PENDING ? PENDING : node?.children.get(i),
@@ -811,9 +887,6 @@ class Writer {
         }
         const c = viaToJSON((o as Record<string, unknown>)[k], k);
         if (c === undefined) continue;
-        if (node === PENDING && (needsShape(c) || (isContainer(c) && this.source === undefined))) {
-          node = this.resolve(depth);
-        }
         this.member(k, c, first, node, hints, depth);
         first = false;
       }
@@ -850,9 +923,6 @@ class Writer {
         k = keys[j]!;
         const c = viaToJSON((o as Record<string, unknown>)[k], k);
         if (c === undefined) continue;
-        if (node === PENDING && (needsShape(c) || (isContainer(c) && this.source === undefined))) {
-          node = this.resolve(depth);
-        }
         this.member(k, c, first, node, hints, depth);
         first = false;
       }
@@ -874,7 +944,7 @@ class Writer {
     depth: number,
   ): void {
     this.key(k, first);
-    if (isContainer(c)) this.path[depth] = k;
+    if (node === PENDING) this.path[depth] = k;
     this.value(
       c,
       node === PENDING ? PENDING : node?.children.get(k),
@@ -906,9 +976,10 @@ function run<T>(value: unknown, options: PythonEncodeOptions | undefined, finish
     let shape = options?.shape;
     if (options?.source !== undefined) {
       w.source = options.source;
-      shape = needsShape(v) ? w.shapeAt(0) : PENDING;
+      shape = PENDING;
     }
     w.value(v, shape, options?.floats);
+    if (w.guesses.length !== 0) w.confirmGuesses();
     return finish(w);
   } catch (e) {
     w.pos = w.start;
