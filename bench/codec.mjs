@@ -45,7 +45,11 @@ export function run(options) {
   };
   const results = compare(cases, { batch, ...options });
   const runs = results.parse.runs.length;
-  const clock = options?.clock === 'wall' ? 'wall-clock time' : 'CPU time (of the whole process)';
+  const clock = {
+    wall: 'wall-clock time',
+    cpu: 'CPU time (of the whole process)',
+    thread: 'CPU time of the main thread',
+  }[options?.clock ?? 'cpu'];
   const vs = (name, base, baseName) => {
     const r = spread(ratios(results[name].runs, results[base].runs));
     return {

@@ -1,3 +1,5 @@
+import { openSync, readSync } from 'node:fs';
+
 // A small benchmark harness. CPU-bound candidates (`compare`) run in alternating runs: within a run every case gets
 // many short slices, interleaved, so that drift (GC, CPU frequency, another process on the other core) hits them
 // alike; a ratio is taken within each run, and every figure is reported as the median run with the min and max
@@ -8,8 +10,8 @@
  * Measures the ops/s of each case in `runs` alternating runs. `cases` maps a name to a function doing `batch`
  * operations per call. A run gives each case `slices` turns of about `sliceMs`, the order rotating from turn to
  * turn; a case's figure for the run is its operations over its time in that run. `clock: 'cpu'` (the default)
- * times by process.cpuUsage() (user + system, all of the process's threads, so GC helpers count too); `'wall'`
- * by the wall clock.
+ * times by process.cpuUsage() (user + system, all of the process's threads, so GC helpers count too);
+ * `'thread'` by the main thread's CPU time (Linux); `'wall'` by the wall clock.
  * @returns {Record<string, { opsPerSec: number, runs: number[] }>} `opsPerSec` is the median of `runs`
  */
 export function compare(
@@ -17,14 +19,12 @@ export function compare(
   { batch, runs = 11, slices = 10, sliceMs = 20, warmupMs = 500, clock = 'cpu' },
 ) {
   const names = Object.keys(cases);
-  const cpuNs = () => {
-    const { user, system } = process.cpuUsage();
-    return (user + system) * 1000;
-  };
+  const time = clocks[clock];
+  if (time === undefined) throw new Error(`unknown clock ${clock}: one of ${Object.keys(clocks).join(', ')}`);
   /** Calls `fn` for about `ms` of wall-clock time; returns [operations, nanoseconds on `clock`]. */
   const slice = (fn, ms) => {
     let ops = 0;
-    const cpu = clock === 'cpu' ? cpuNs() : 0;
+    const begin = time();
     const start = process.hrtime.bigint();
     const until = start + BigInt(Math.round(ms * 1e6));
     let now = start;
@@ -33,7 +33,7 @@ export function compare(
       ops += batch;
       now = process.hrtime.bigint();
     }
-    return [ops, clock === 'cpu' ? cpuNs() - cpu : Number(now - start)];
+    return [ops, time() - begin];
   };
   for (const name of names) slice(cases[name], warmupMs);
   const samples = Object.fromEntries(names.map((n) => [n, []]));
@@ -53,6 +53,31 @@ export function compare(
     for (let k = 0; k < names.length; k++) samples[names[k]].push((ops[k] * 1e9) / ns[k]);
   }
   return Object.fromEntries(names.map((n) => [n, { opsPerSec: median(samples[n]), runs: samples[n] }]));
+}
+
+/** Nanosecond clocks for `compare`. */
+const clocks = {
+  wall: () => Number(process.hrtime.bigint()),
+  cpu: () => {
+    const { user, system } = process.cpuUsage();
+    return (user + system) * 1000;
+  },
+  thread: threadClock(),
+};
+
+/** The main thread's CPU time, from Linux's schedstat (ns); undefined elsewhere. */
+function threadClock() {
+  let fd;
+  try {
+    fd = openSync('/proc/thread-self/schedstat', 'r');
+  } catch {
+    return undefined;
+  }
+  const buf = Buffer.alloc(128);
+  return () => {
+    const text = buf.latin1Slice(0, readSync(fd, buf, 0, buf.length, 0));
+    return Number(text.slice(0, text.indexOf(' ')));
+  };
 }
 
 export function median(values) {

@@ -3,7 +3,8 @@
 //   pnpm bench -- codec amqp      only those
 //   pnpm bench -- --quick         a smoke run (rough figures)
 //   pnpm bench -- codec --readme  also write the codec table into the READMEs (between their codec-bench markers)
-//   pnpm bench -- codec --wall    time the codec by the wall clock, not by CPU time
+//   pnpm bench -- codec --wall    time the codec by the wall clock, not by the process's CPU time
+//   pnpm bench -- codec --thread  time it by the main thread's CPU time (Linux)
 import { readFileSync, writeFileSync } from 'node:fs';
 import * as codec from './codec.mjs';
 import * as embedded from './embedded.mjs';
@@ -17,7 +18,7 @@ console.log(
 );
 
 if (wants('codec')) {
-  const clock = args.includes('--wall') ? 'wall' : 'cpu';
+  const clock = args.includes('--wall') ? 'wall' : args.includes('--thread') ? 'thread' : 'cpu';
   const result = codec.run(quick ? { runs: 3, slices: 3, sliceMs: 10, warmupMs: 100, clock } : { clock });
   const verdict = (what, value, target, floor) =>
     console.log(
