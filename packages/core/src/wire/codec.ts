@@ -13,11 +13,11 @@ import { describeValue, EventDecodeError, EventValidationError, ParleyError } fr
 import { checkEvent, type ParseOptions } from '../events/parse.js';
 import type { AnyEvent, EventEnvelope, RasaEvent } from '../events/types.js';
 import {
-  dumpsPython,
+  encodePython,
   type FloatHints,
   JsonSyntaxError,
+  type PythonEncodeOptions,
   parseJsonNoting,
-  scanNumberShape,
 } from './python-json.js';
 
 /** `compact` is standard JSON (the fast default); `python` is byte-identical to Rasa's `json.dumps`. */
@@ -93,24 +93,35 @@ const floatHints = new Map<string, FloatHints>(
 
 /** Encodes an envelope to UTF-8 bytes. @throws EventValidationError when the event is invalid. */
 export function encodeEvent(envelope: EventEnvelope<AnyEvent>, options?: EncodeOptions): Uint8Array {
-  return Buffer.from(stringifyEvent(envelope, options), 'utf8');
+  const python = pythonOptions(envelope, options);
+  return python === undefined
+    ? Buffer.from(JSON.stringify(envelope), 'utf8')
+    : encodePython(envelope, python, true);
 }
 
 /** Encodes an envelope to a string, for transports whose bodies are text (SQS, Redis). */
 export function stringifyEvent(envelope: EventEnvelope<AnyEvent>, options?: EncodeOptions): string {
+  const python = pythonOptions(envelope, options);
+  return python === undefined ? JSON.stringify(envelope) : encodePython(envelope, python, false);
+}
+
+/** Validates (unless told not to), then tells how to write the envelope as Python would, or undefined for JSON.stringify. */
+function pythonOptions(
+  envelope: EventEnvelope<AnyEvent>,
+  options: EncodeOptions | undefined,
+): PythonEncodeOptions | undefined {
   if (options?.validate !== false) assertEnvelope(envelope, options?.strict === true);
   if (options?.format === 'python') {
+    // A decoded envelope: its source text says which integral numbers were floats, when one needs saying.
     const source = SourceText.of(envelope);
-    if (source !== undefined) return dumpsPython(envelope, { shape: scanNumberShape(source) });
-    return dumpsPython(envelope, { floats: floatHints.get(envelope.event) ?? baseFloats });
+    if (source !== undefined) return { source };
+    return { floats: floatHints.get(envelope.event) ?? baseFloats };
   }
   // JSON.stringify would turn Python's NaN and Infinity into null. A decoded event can hold them (Rasa may write
   // them), so one whose source had such a token keeps them, as Python writes them: Rasa's consumers and Parley read
   // them.
-  if (SourceText.hasPythonTokens(envelope)) {
-    return dumpsPython(envelope, { shape: scanNumberShape(SourceText.of(envelope) ?? '') });
-  }
-  return JSON.stringify(envelope);
+  if (SourceText.hasPythonTokens(envelope)) return { source: SourceText.of(envelope) ?? '' };
+  return undefined;
 }
 
 function assertEnvelope(envelope: EventEnvelope<AnyEvent>, strict: boolean): void {
