@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import { BrokerClosedError, BrokerConfigError, ConnectionError, PublishError } from '../errors.js';
 import { eventSchemas } from '../events/schemas.js';
-import { stringifyEvent } from '../wire/codec.js';
+import { encodeEvent } from '../wire/codec.js';
 import { Connection, messageOf } from './connection.js';
 import type {
   AnyEvent,
@@ -65,14 +65,15 @@ export function defineBroker<Client>(
 
   let warnedHeaders = false;
   const encode = (envelope: EventEnvelope<AnyEvent>, publishOptions?: PublishOptions): OutgoingMessage => {
-    const text = stringifyEvent(envelope, { format, strict: options.strict === true });
+    // Bytes straight from the encoder: no string to convert (the python writer fills a pooled slab).
+    const body = encodeEvent(envelope, { format, strict: options.strict === true });
     if (!driver.capabilities.headers && publishOptions?.headers && !warnedHeaders) {
       warnedHeaders = true;
       warn(`[parley] [${scope}] this broker cannot carry message headers: they are not sent (the event is)`);
     }
     return {
       id: randomUUID(),
-      body: Buffer.from(text, 'utf8'),
+      body,
       senderId: envelope.sender_id,
       eventName: envelope.event,
       headers: publishOptions?.headers ?? {},
