@@ -30,12 +30,19 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-/** A connected driver on this test's file, closed after the test. */
+/** A connect session that records losses. */
+const session = () => {
+  const losses: Error[] = [];
+  return { signal: new AbortController().signal, lost: (error: Error) => void losses.push(error), losses };
+};
+
+/** A connected driver on this test's file, closed after the test; `losses` are what it reported lost. */
 async function driver(options: FileBrokerOptions = {}) {
   const d = fileDriver({ path, pollIntervalMs: 20, onWarning: (m) => warnings.push(m), ...options });
   cleanups.push(() => d.close());
-  await d.connect(new AbortController().signal);
-  return d;
+  const s = session();
+  await d.connect(s);
+  return Object.assign(d, { losses: s.losses });
 }
 
 type Driver = Awaited<ReturnType<typeof driver>>;
@@ -44,22 +51,26 @@ const bytes = (s: string) => new Uint8Array(Buffer.from(s, 'utf8'));
 const text = (b: Uint8Array) => Buffer.from(b).toString('utf8');
 const line = (sender: string, n: number) =>
   `{"sender_id": "${sender}", "event": "user", "text": "${sender}${n}"}`;
+let ids = 0;
 const message = (body: string, senderId = 'x'): OutgoingMessage => ({
+  id: `m${ids++}`,
   body: bytes(body),
   senderId,
   eventName: 'user',
   headers: {},
 });
 
-/** Consumes group `g` from the beginning, recording every delivery. */
+/** Consumes group `g` from the beginning, recording every delivery (and what the sink was told was lost). */
 async function consume(d: Driver, options: Partial<DriverConsumeOptions> = {}) {
   const got: Delivery[] = [];
+  const lost: Error[] = [];
   const consumer = await d.consume(
-    { group: 'g', prefetch: 10, from: 'beginning', ordering: 'none', ...options },
-    (delivery) => got.push(delivery),
+    { group: 'g', readAhead: 10, from: 'beginning', ordering: 'none', ...options },
+    { deliver: (delivery) => void got.push(delivery), lost: (error) => void lost.push(error) },
   );
   return {
     got,
+    lost,
     consumer,
     bodies: () => got.map((delivery) => text(delivery.body)),
     until: (count: number) =>
@@ -203,7 +214,7 @@ for event in [
 
   it('hands out deliveries round-robin to competing consumers of one group, each line once', async () => {
     const d = await driver();
-    const consumers = [await consume(d, { prefetch: 1 }), await consume(d, { prefetch: 1 })];
+    const consumers = [await consume(d, { readAhead: 1 }), await consume(d, { readAhead: 1 })];
     const acking = setInterval(() => {
       for (const c of consumers) for (const g of c.got) void g.ack();
     }, 5);
@@ -217,7 +228,7 @@ for event in [
 
   it('stop() ends new deliveries but keeps acks working', async () => {
     const d = await driver();
-    const c = await consume(d, { prefetch: 1 });
+    const c = await consume(d, { readAhead: 1 });
     await d.send([message(line('a', 1)), message(line('a', 2))]);
     await c.until(1);
     await c.consumer.stop();
@@ -229,7 +240,10 @@ for event in [
 
   it('keeps per-sender order: never two lines of one sender in flight', async () => {
     const d = await driver();
-    const c = [await consume(d, { prefetch: 5, ordering: 'per-sender' }), await consume(d, { prefetch: 5 })];
+    const c = [
+      await consume(d, { readAhead: 5, ordering: 'per-sender' }),
+      await consume(d, { readAhead: 5 }),
+    ];
     await d.send(
       [line('a', 1), line('a', 2), line('b', 1), 'not json', line('b', 2), line('a', 3)].map((l) =>
         message(l),
@@ -251,14 +265,16 @@ for event in [
 
   it('delivers a released line again, first, marked redelivered', async () => {
     const d = await driver();
-    const c = await consume(d, { prefetch: 1 });
+    const c = await consume(d, { readAhead: 1 });
     await d.send([message(line('a', 1)), message(line('a', 2))]);
     await c.until(1);
     await c.got[0]?.release();
     await c.until(2);
     expect(c.bodies()).toEqual([line('a', 1), line('a', 1)]);
     expect(c.got[1]?.redelivered).toBe(true);
-    await c.got[0]?.ack(); // an ack of the hand-out taken back does nothing
+    // Handed back by its consumer, not taken back: its signal stays quiet, and an ack of it is refused.
+    expect(c.got[0]?.revoked?.aborted).toBe(false);
+    await expect(c.got[0]!.ack()).rejects.toMatchObject({ code: 'DELIVERY_TAKEN_BACK' });
     expect((await offsetOf()).offset).toBe(0);
     await c.got[1]?.ack();
     await c.until(3);
@@ -396,33 +412,120 @@ describe('locks', () => {
   });
 });
 
-describe('faults and dead letters', () => {
-  it('cut: sends fail as retryable, unacked lines go back, deliveries resume on restore', async () => {
+describe('faults', () => {
+  it('cut: the session is lost, sends fail as retryable, consumers leave (deliveries revoked), connect waits for restore', async () => {
     const d = await driver();
-    const c = await consume(d, { prefetch: 2 });
+    const c = await consume(d, { readAhead: 2 });
     await d.send([message(line('a', 1)), message(line('a', 2))]);
     await c.until(2);
+    expect(c.got.map((g) => g.revoked?.aborted)).toEqual([false, false]);
     await d.faults?.cut();
     expect(d.isReady()).toBe(false);
+    expect(d.losses.map((e) => e.message)).toEqual([
+      '[parley] [file] storage unavailable (simulated outage)',
+    ]);
+    expect(c.got.map((g) => g.revoked?.aborted)).toEqual([true, true]);
+    expect(c.lost).toEqual([]); // a lost connection is reported once, to the session
     const [outcome] = await d.send([message(line('a', 3))]);
     expect(outcome).toMatchObject({ ok: false, retryable: true });
     expect(outcome?.ok === false && outcome.error.message).toBe(
       '[parley] [file] storage unavailable (simulated outage)',
     );
-    await c.got[0]?.ack(); // taken back by the outage: it will come again
+    // Taken back by the outage: not acknowledged, it comes again.
+    await expect(c.got[0]!.ack()).rejects.toMatchObject({ code: 'DELIVERY_TAKEN_BACK' });
+    await expect(consume(d)).rejects.toThrow(/storage unavailable/);
+    expect(existsSync(`${path}.parley/g.lock`)).toBe(false); // the group was left: another process may take it
+    let connected = false;
+    const again = session();
+    const connecting = d.connect(again).then(() => (connected = true));
     await appendFile(path, `${line('a', 3)}\n`);
     await settle();
+    expect(connected).toBe(false);
     expect(c.got).toHaveLength(2);
     await d.faults?.restore();
+    await connecting;
     expect(d.isReady()).toBe(true);
-    await c.until(4);
-    expect(c.bodies().slice(2)).toEqual([line('a', 1), line('a', 2)]);
-    expect(c.got.slice(2).every((g) => g.redelivered)).toBe(true);
-    await Promise.all(c.got.slice(2).map((g) => g.ack()));
-    await c.until(5);
-    expect(c.bodies()[4]).toBe(line('a', 3));
+    // What core does after a reconnect: a new consume() for the subscription.
+    const resumed = await consume(d, { readAhead: 2 });
+    await resumed.until(2);
+    expect(resumed.bodies()).toEqual([line('a', 1), line('a', 2)]);
+    expect(resumed.got.every((g) => g.redelivered)).toBe(true);
+    await Promise.all(resumed.got.map((g) => g.ack()));
+    await resumed.until(3);
+    expect(resumed.bodies()[2]).toBe(line('a', 3));
+    expect(resumed.got[2]?.redelivered).toBe(false);
+    await d.faults?.cut();
+    expect(again.losses).toHaveLength(1); // the new session is told; the old one is not told twice
+    expect(d.losses).toHaveLength(1);
   });
 
+  it('cut takes back only its own consumers: another driver on the group goes on', async () => {
+    const [mine, theirs] = [await driver(), await driver()];
+    const a = await consume(mine, { readAhead: 1 });
+    const b = await consume(theirs, { readAhead: 1 });
+    await mine.send([1, 2, 3].map((n) => message(line('s', n))));
+    await vi.waitFor(() => expect(a.got.length + b.got.length).toBe(2));
+    await mine.faults?.cut();
+    expect(a.got.every((g) => g.revoked?.aborted)).toBe(true);
+    expect(b.got.every((g) => !g.revoked?.aborted)).toBe(true);
+    await b.got[0]?.ack();
+    // The rest, the line taken back from `mine` included, goes to the consumer still there.
+    await vi.waitFor(async () => {
+      for (const g of b.got) await g.ack().catch(() => {});
+      expect(new Set(b.bodies())).toEqual(new Set([1, 2, 3].map((n) => line('s', n))));
+    });
+  });
+
+  it('a consumer joining while the storage goes away leaves its group at once', async () => {
+    const d = await driver();
+    const joining = consume(d);
+    await d.faults?.cut();
+    await expect(joining).rejects.toThrow(/storage unavailable/);
+    expect(existsSync(`${path}.parley/g.lock`)).toBe(false);
+  });
+
+  it('close during a cut fails the pending connect', async () => {
+    const d = await driver();
+    await d.faults?.cut();
+    const connecting = d.connect(session());
+    await d.close();
+    await expect(connecting).rejects.toThrow(/closed/);
+  });
+
+  it('through a broker: a cut aborts the running handler, and the subscription resumes after restore', async () => {
+    const options = { path, pollIntervalMs: 20, onWarning: (m: string) => void warnings.push(m) };
+    const driverOf = fileDriver(options);
+    const broker = (await import('../src/broker/define.js')).defineBroker(driverOf, {
+      ...options,
+      reconnect: { initialMs: 10, maxMs: 50 },
+    });
+    cleanups.push(() => broker.close());
+    const signals: AbortSignal[] = [];
+    const handled: string[] = [];
+    const sub = broker.subscribe(
+      async (event, context) => {
+        if (signals.length === 0) {
+          signals.push(context.signal);
+          await new Promise((resolve) => context.signal.addEventListener('abort', resolve));
+          throw new Error('aborted');
+        }
+        handled.push(`${event.sender_id}:${context.redelivered}`);
+      },
+      { group: 'g', from: 'beginning' },
+    );
+    await sub.ready;
+    await broker.publish({ sender_id: 'a', event: 'user', text: 'hi', timestamp: 1 } as never);
+    await vi.waitFor(() => expect(signals).toHaveLength(1));
+    await driverOf.faults?.cut();
+    expect(signals[0]?.aborted).toBe(true);
+    await driverOf.faults?.restore();
+    await vi.waitFor(() => expect(handled).toEqual(['a:true']));
+    expect(sub.stats).toMatchObject({ revoked: 1, resumed: 1, acked: 1 });
+    expect((await broker.health()).reconnects).toBe(1);
+  });
+});
+
+describe('dead letters', () => {
   it('writes dead letters as JSON lines and reads them back, UTF-8 or not', async () => {
     const d = await driver();
     const utf8 = bytes('{"sender_id": "s", "text": "café"}');
@@ -430,6 +533,7 @@ describe('faults and dead letters', () => {
     const base = { headers: {}, attempts: 5, destination: path, failedAt: 1_700_000_000_000 } as const;
     await d.deadLetter?.({
       ...base,
+      messageId: '120',
       reason: 'handler-failed',
       body: utf8,
       group: 'g1',
@@ -438,14 +542,17 @@ describe('faults and dead letters', () => {
     });
     await d.deadLetter?.({
       ...base,
+      messageId: '7',
       reason: 'undecodable',
       body: binary,
       group: 'g2',
       error: { name: 'EventDecodeError', message: 'not UTF-8' },
     });
     const raw = (await readFile(`${path}.dead-letter.jsonl`, 'utf8')).split('\n');
-    expect(JSON.parse(raw[0] ?? '')).toEqual({
+    const first = JSON.parse(raw[0] ?? '');
+    expect(first).toEqual({
       group: 'g1',
+      messageId: '120',
       reason: 'handler-failed',
       error: { name: 'TypeError', message: 'boom', code: 'E_BOOM' },
       attempts: 5,
@@ -453,11 +560,13 @@ describe('faults and dead letters', () => {
       senderId: 's',
       body: '{"sender_id": "s", "text": "café"}',
     });
-    expect(JSON.parse(raw[1] ?? '')).toMatchObject({ bodyBase64: Buffer.from(binary).toString('base64') });
+    const second = JSON.parse(raw[1] ?? '');
+    expect(second).toMatchObject({ bodyBase64: Buffer.from(binary).toString('base64') });
     const letters = await readDeadLetters(path);
     expect(letters.map((l) => l.body)).toEqual([utf8, binary]);
     expect(await readDeadLetters(`${path}.dead-letter.jsonl`, 'g2')).toEqual([
       {
+        messageId: '7',
         group: 'g2',
         reason: 'undecodable',
         error: { name: 'EventDecodeError', message: 'not UTF-8' },
@@ -468,18 +577,24 @@ describe('faults and dead letters', () => {
     ]);
     expect(await readDeadLetters(join(dir, 'none.log'))).toEqual([]);
   });
+});
 
+describe('capabilities', () => {
   it('declares its capabilities and reports its health', async () => {
     const d = await driver();
     expect(d.capabilities).toEqual({
       consumerGroups: true,
       competingConsumers: true,
-      ordering: 'per-sender',
+      ordering: 'group',
       replay: true,
       deadLetter: 'emulated',
       batchPublish: true,
       persistent: true,
       headers: false,
+      deliveryCount: false,
+      retry: 'in-process',
+      leases: false,
+      redrive: false,
     });
     expect(d.isReady()).toBe(true);
     await consume(d);
