@@ -1,12 +1,13 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { appendFile, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import type { Delivery, DriverConsumeOptions, OutgoingMessage } from '../src/broker/contract.js';
+import type { DeadLetter, Delivery, DriverConsumeOptions, OutgoingMessage } from '../src/broker/contract.js';
 import {
   type FileBrokerOptions,
+  fileBroker,
   fileDriver,
   isRetryableFileError,
   readDeadLetters,
@@ -525,6 +526,20 @@ describe('faults', () => {
   });
 });
 
+/** A dead letter of group `group` with this body. */
+const deadLetterOf = (group: string, body: string, extra: Partial<DeadLetter> = {}): DeadLetter => ({
+  messageId: '42',
+  reason: 'handler-failed',
+  body: bytes(body),
+  headers: {},
+  error: { name: 'Error', message: 'boom' },
+  attempts: 5,
+  group,
+  destination: path,
+  failedAt: 1_700_000_000_000,
+  ...extra,
+});
+
 describe('dead letters', () => {
   it('writes dead letters as JSON lines and reads them back, UTF-8 or not', async () => {
     const d = await driver();
@@ -576,6 +591,73 @@ describe('dead letters', () => {
       },
     ]);
     expect(await readDeadLetters(join(dir, 'none.log'))).toEqual([]);
+  });
+});
+
+describe('torn tail', () => {
+  const fragment = '{"sender_id": "a", "event": "us';
+
+  /** Leaves what a writer killed mid-append leaves: it writes part of a line, then dies by SIGKILL. */
+  async function killedMidAppend(file: string, partial: string): Promise<void> {
+    const child = spawn(
+      process.execPath,
+      [
+        '-e',
+        `const fs = require('node:fs');
+         const fd = fs.openSync(process.argv[1], 'a');
+         fs.writeSync(fd, process.argv[2]);
+         process.stdout.write('written\\n');
+         setInterval(() => {}, 1000);`,
+        file,
+        partial,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
+    const exited = new Promise((resolve) => child.once('exit', (_code, signal) => resolve(signal)));
+    child.kill('SIGKILL');
+    expect(await exited).toBe('SIGKILL');
+  }
+
+  it('a writer opening a log left torn by a killed writer ends the fragment first: the event stays whole', async () => {
+    await mkdir(join(dir, 'logs'));
+    const first = '{"sender_id": "a", "event": "user", "text": "a1", "timestamp": 1}';
+    await writeFile(path, `${first}\n`);
+    await killedMidAppend(path, fragment);
+    expect(await readFile(path, 'utf8')).toBe(`${first}\n${fragment}`);
+    const broker = fileBroker({ path, pollIntervalMs: 20, onWarning: (m) => void warnings.push(m) });
+    cleanups.push(() => broker.close());
+    const handled: string[] = [];
+    const dead: DeadLetter[] = [];
+    const sub = broker.subscribe((event) => void handled.push(`${event.sender_id}:${event.event}`), {
+      group: 'g',
+      from: 'beginning',
+      onDeadLetter: (letter) => void dead.push(letter),
+    });
+    await sub.ready;
+    await broker.publish({ sender_id: 'b', event: 'user', text: 'kept', timestamp: 2 } as never);
+    await vi.waitFor(() => expect(handled).toEqual(['a:user', 'b:user']));
+    await vi.waitFor(() => expect(dead).toHaveLength(1));
+    expect(dead[0]?.reason).toBe('undecodable');
+    expect(text(dead[0]!.body)).toBe(fragment);
+    const lines = (await readFile(path, 'utf8')).split('\n');
+    expect(lines.slice(0, 2)).toEqual([first, fragment]);
+    expect(JSON.parse(lines[2] ?? '')).toMatchObject({ sender_id: 'b', text: 'kept' });
+  });
+
+  it('repairs the dead-letter file the same way', async () => {
+    await mkdir(join(dir, 'logs'));
+    await killedMidAppend(`${path}.dead-letter.jsonl`, '{"id": "torn", "group": "g", "rea');
+    const d = await driver();
+    await d.deadLetter?.(deadLetterOf('g', line('a', 1)));
+    expect((await readDeadLetters(path)).map((l) => text(l.body))).toEqual([line('a', 1)]);
+  });
+
+  it('a clean tail gets no extra line', async () => {
+    const d = await driver();
+    await d.send([message(line('a', 1))]);
+    await d.send([message(line('a', 2))]);
+    expect(await readFile(path, 'utf8')).toBe(`${line('a', 1)}\n${line('a', 2)}\n`);
   });
 });
 

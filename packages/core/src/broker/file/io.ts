@@ -2,7 +2,7 @@
  * File-system primitives of the file broker: appends that keep lines whole, atomic replacement, per-file write
  * order within the process, and the error vocabulary shared by its modules.
  */
-import { mkdir, open, rename, unlink } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, rename, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { ParleyError } from '../../errors.js';
 
@@ -42,19 +42,36 @@ export async function readIfExists(file: string): Promise<Buffer | undefined> {
   }
 }
 
-/** Appends `data` (whole lines) in one write on an O_APPEND descriptor, so appends of several processes never interleave mid-line. */
+/** Whether the file behind `handle` ends in the middle of a line (its last byte is not a newline). */
+async function endsMidLine(handle: FileHandle): Promise<boolean> {
+  const { size } = await handle.stat();
+  if (size === 0) return false;
+  const { buffer, bytesRead } = await handle.read(Buffer.alloc(1), 0, 1, size - 1);
+  return bytesRead === 1 && buffer[0] !== LF;
+}
+
+/**
+ * Appends `data` (whole lines) in one write on an O_APPEND descriptor, so appends of several processes never
+ * interleave mid-line. A file that ends mid-line first gets a newline: a writer killed mid-append leaves a torn
+ * last line, and appending to it would glue the first new line onto the fragment, losing an event whose publish
+ * resolves. Ended, the fragment stays a line of its own (undecodable, so dead-lettered) and the new lines stay
+ * whole. The check costs a stat and a one-byte read, so it runs before every append: a writer in another process
+ * may die at any time, not only before this one opened the file. A healthy writer of another process caught
+ * mid-write (a large write is visible page by page) costs at most a blank line, which readers skip.
+ */
 export async function appendLines(file: string, data: Uint8Array, sync: boolean): Promise<void> {
-  const handle = await open(file, 'a').catch(async (error: unknown) => {
+  const handle = await open(file, 'a+').catch(async (error: unknown) => {
     if (codeOf(error) !== 'ENOENT') throw error;
     await mkdir(dirname(file), { recursive: true });
-    return open(file, 'a');
+    return open(file, 'a+');
   });
   try {
+    const bytes = (await endsMidLine(handle)) ? Buffer.concat([NEWLINE, data]) : data;
     let done = 0;
     try {
-      while (done < data.length) done += (await handle.write(data, done)).bytesWritten;
+      while (done < bytes.length) done += (await handle.write(bytes, done)).bytesWritten;
     } catch (error) {
-      // A torn line would glue itself to the next event; ended here, it is one undecodable line (dead-lettered).
+      // Torn by our own failure: ended here, it is one undecodable line rather than half of the next event.
       if (done > 0) await handle.write(NEWLINE).catch(noop);
       throw error;
     }
