@@ -540,7 +540,7 @@ const deadLetterOf = (group: string, body: string, extra: Partial<DeadLetter> = 
   ...extra,
 });
 
-describe('dead letters', () => {
+describe('dead letters and redrive', () => {
   it('writes dead letters as JSON lines and reads them back, UTF-8 or not', async () => {
     const d = await driver();
     const utf8 = bytes('{"sender_id": "s", "text": "café"}');
@@ -566,6 +566,7 @@ describe('dead letters', () => {
     const raw = (await readFile(`${path}.dead-letter.jsonl`, 'utf8')).split('\n');
     const first = JSON.parse(raw[0] ?? '');
     expect(first).toEqual({
+      id: expect.stringMatching(/^[0-9a-f-]{36}$/),
       group: 'g1',
       messageId: '120',
       reason: 'handler-failed',
@@ -581,6 +582,7 @@ describe('dead letters', () => {
     expect(letters.map((l) => l.body)).toEqual([utf8, binary]);
     expect(await readDeadLetters(`${path}.dead-letter.jsonl`, 'g2')).toEqual([
       {
+        id: second.id,
         messageId: '7',
         group: 'g2',
         reason: 'undecodable',
@@ -591,6 +593,149 @@ describe('dead letters', () => {
       },
     ]);
     expect(await readDeadLetters(join(dir, 'none.log'))).toEqual([]);
+    expect(await d.deadLetters?.list('g1')).toEqual([
+      { ...letters[0], headers: {}, destination: path, id: first.id },
+    ]);
+  });
+
+  it("redrives to that group only, keeps the message's id, and removes the letters from the file", async () => {
+    const d = await driver();
+    const g = await consume(d, { group: 'g' });
+    const h = await consume(d, { group: 'h' });
+    await d.deadLetter?.(deadLetterOf('g', line('a', 1), { messageId: '100' }));
+    await d.deadLetter?.(deadLetterOf('h', line('b', 1)));
+    await d.deadLetter?.(deadLetterOf('g', line('a', 2), { messageId: '200' }));
+    const listed = (await d.deadLetters?.list('g')) ?? [];
+    expect(listed.map((l) => [text(l.body), l.messageId, l.destination])).toEqual([
+      [line('a', 1), '100', path],
+      [line('a', 2), '200', path],
+    ]);
+    await d.deadLetters?.redrive('g', [listed[0]!]);
+    await g.until(1);
+    expect(g.got[0]).toMatchObject({ id: '100', redelivered: true });
+    expect(g.bodies()).toEqual([line('a', 1)]);
+    // Listed again, the one left keeps its id although the file was rewritten around it.
+    expect(await d.deadLetters?.list('g')).toEqual([listed[1]]);
+    expect((await d.deadLetters?.list('h'))?.map((l) => text(l.body))).toEqual([line('b', 1)]);
+    const batches = async () =>
+      (await readdir(`${path}.parley/g.redrive`)).filter((name) => name.endsWith('.jsonl'));
+    expect(await batches()).toHaveLength(1); // until every message of it is acknowledged
+    await g.got[0]?.ack();
+    expect(await batches()).toEqual([]);
+    await settle();
+    expect(h.got).toEqual([]);
+    expect(g.got).toHaveLength(1);
+  });
+
+  it('keeps a redrive for a group nobody consumes, and hands an unacknowledged one out again', async () => {
+    const d = await driver();
+    await d.deadLetter?.(deadLetterOf('g', line('a', 1)));
+    await d.deadLetters?.redrive('g', [...((await d.deadLetters?.list('g')) ?? [])]);
+    expect(await d.deadLetters?.list('g')).toEqual([]);
+    const first = await consume(d);
+    await first.until(1);
+    await first.consumer.close(); // never acknowledged: the batch stays
+    const second = await consume(d);
+    await second.until(1);
+    expect(second.bodies()).toEqual([line('a', 1)]);
+    expect(second.got[0]?.redelivered).toBe(true);
+  });
+
+  it('redriven messages go first and keep per-sender order with the log', async () => {
+    const d = await driver();
+    await d.deadLetter?.(deadLetterOf('g', line('a', 0)));
+    const c = await consume(d, { ordering: 'per-sender' });
+    await d.send([message(line('a', 1)), message(line('b', 1))]);
+    await c.until(2);
+    await Promise.all(c.got.map((g) => g.ack()));
+    await d.deadLetters?.redrive('g', [...((await d.deadLetters?.list('g')) ?? [])]);
+    await d.send([message(line('a', 2))]);
+    await c.until(3);
+    await settle();
+    // Sender a's redriven message is in flight: its next log line waits for it.
+    expect(c.bodies().slice(2)).toEqual([line('a', 0)]);
+    await c.got[2]?.ack();
+    await c.until(4);
+    expect(c.bodies()[3]).toBe(line('a', 2));
+  });
+
+  it('keeps dead letters appended while a redrive rewrites the file', async () => {
+    const d = await driver();
+    for (let i = 0; i < 20; i++) await d.deadLetter?.(deadLetterOf('g', line('old', i)));
+    const old = (await d.deadLetters?.list('g')) ?? [];
+    await Promise.all([
+      d.deadLetters?.redrive('g', old.slice(0, 10)),
+      ...Array.from({ length: 10 }, (_, i) => d.deadLetter?.(deadLetterOf('g', line('new', i)))),
+    ]);
+    const left = ((await d.deadLetters?.list('g')) ?? []).map((l) => text(l.body));
+    expect(left.sort()).toEqual(
+      [
+        ...old.slice(10).map((l) => text(l.body)),
+        ...Array.from({ length: 10 }, (_, i) => line('new', i)),
+      ].sort(),
+    );
+  });
+
+  it('names records without an id by their offset, and writes that id in when a rewrite moves them', async () => {
+    await mkdir(join(dir, 'logs'), { recursive: true });
+    const legacy = (body: string) =>
+      `${JSON.stringify({ group: 'g', reason: 'invalid', error: { name: 'E', message: 'm' }, attempts: 1, failedAt: 1, body })}\n`;
+    const first = legacy(line('a', 1));
+    await writeFile(`${path}.dead-letter.jsonl`, first + legacy(line('a', 2)));
+    const d = await driver();
+    const listed = (await d.deadLetters?.list('g')) ?? [];
+    expect(listed.map((l) => [l.id, l.messageId])).toEqual([
+      ['@0', ''],
+      [`@${Buffer.byteLength(first)}`, ''],
+    ]);
+    await d.deadLetters?.redrive('g', [listed[0]!]);
+    expect(await d.deadLetters?.list('g')).toEqual([listed[1]]);
+  });
+
+  it('through a broker: deadLetters() lists what failed, redrive({ ids }) hands it back to the group', async () => {
+    const broker = fileBroker({ path, pollIntervalMs: 20, onWarning: (m) => void warnings.push(m) });
+    cleanups.push(() => broker.close());
+    let fixed = false;
+    const handled: { text: string; id: string; redelivered: boolean }[] = [];
+    const sub = broker.subscribe(
+      (event, context) => {
+        if (event.event !== 'user') return;
+        if (event.text === 'bad' && !fixed) throw new Error('not yet');
+        handled.push({ text: String(event.text), id: context.id, redelivered: context.redelivered });
+      },
+      { group: 'g', maxAttempts: 1 },
+    );
+    await sub.ready;
+    await broker.publish({ sender_id: 's', event: 'user', text: 'bad', timestamp: 1 } as never);
+    await broker.publish({ sender_id: 't', event: 'user', text: 'good', timestamp: 2 } as never);
+    await vi.waitFor(async () => expect(await broker.deadLetters('g')).toHaveLength(1));
+    const [letter] = await broker.deadLetters('g');
+    expect(letter).toMatchObject({ group: 'g', reason: 'handler-failed', destination: path, attempts: 1 });
+    await expect(broker.redrive({ group: 'g', ids: ['nope'] })).rejects.toThrow(/no dead letter/);
+    fixed = true;
+    expect(await broker.redrive({ group: 'g', ids: [letter!.id] })).toEqual({ redriven: 1 });
+    await vi.waitFor(() => expect(handled.map((h) => h.text)).toEqual(['good', 'bad']));
+    expect(handled[1]).toEqual({ text: 'bad', id: letter!.messageId, redelivered: true });
+    expect(await broker.deadLetters('g')).toEqual([]);
+    expect(await readDeadLetters(path)).toEqual([]);
+  });
+
+  it('picks up a redrive made by another process', async () => {
+    const d = await driver();
+    const c = await consume(d);
+    await d.deadLetter?.(deadLetterOf('g', line('a', 1)));
+    const script = `
+      const { fileDriver } = await import(${JSON.stringify(new URL('../src/broker/file.ts', import.meta.url).href)});
+      const d = fileDriver({ path: ${JSON.stringify(path)} });
+      await d.deadLetters.redrive('g', await d.deadLetters.list('g'));
+      await d.close();
+    `;
+    execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      timeout: 30_000,
+    });
+    await c.until(1);
+    expect(c.bodies()).toEqual([line('a', 1)]);
+    expect(await d.deadLetters?.list('g')).toEqual([]);
   });
 });
 
@@ -676,7 +821,7 @@ describe('capabilities', () => {
       deliveryCount: false,
       retry: 'in-process',
       leases: false,
-      redrive: false,
+      redrive: true,
     });
     expect(d.isReady()).toBe(true);
     await consume(d);

@@ -3,7 +3,7 @@
  * `FileEventBroker` writes them, so Rasa's tools read Parley's file and Parley reads Rasa's.
  *
  * On top of the log, consumers get what a broker gives: per-group durable offsets (`<path>.parley/<group>.offset`),
- * tailing, replay, per-sender ordering and emulated dead letters (`<path>.dead-letter.jsonl`).
+ * tailing, replay, per-sender ordering, emulated dead letters (`<path>.dead-letter.jsonl`) and their redrive.
  * Competing consumers share a group inside one process; a second process consuming the same group is refused (a
  * lock file), because two readers of one offset file would each deliver every line.
  */
@@ -19,9 +19,10 @@ import type {
   DriverConsumer,
   OutgoingMessage,
   SendOutcome,
+  StoredDeadLetter,
 } from '../contract.js';
 import { defineBroker } from '../define.js';
-import { appendDeadLetter, DEAD_LETTER_SUFFIX } from './dead-letters.js';
+import { appendDeadLetter, DEAD_LETTER_SUFFIX, readDeadLetters, removeDeadLetters } from './dead-letters.js';
 import {
   appendLines,
   CR,
@@ -34,6 +35,7 @@ import {
   NEWLINE,
   noop,
 } from './io.js';
+import { writeRedriveBatch } from './redrive.js';
 import { type Member, Tailer, type TailerConfig } from './tailer.js';
 
 /** Options of the file broker: Rasa's one `path` key, plus durability and tailing knobs. */
@@ -45,7 +47,10 @@ export interface FileBrokerOptions extends BrokerOptions {
    * flush, a publish resolves once the data is in the operating system.
    */
   readonly fsync?: boolean;
-  /** How often consumers look for new lines in case `fs.watch` misses a change (network file systems). 100 ms. */
+  /**
+   * How often consumers look for new lines in case `fs.watch` misses a change (network file systems), and for
+   * dead letters redriven by another process. 100 ms.
+   */
   readonly pollIntervalMs?: number;
 }
 
@@ -54,7 +59,7 @@ export interface FileBrokerClient {
   /** The event log, absolute. */
   readonly path: string;
   readonly deadLetterPath: string;
-  /** Holds `<group>.offset` and `<group>.lock` per consumer group. */
+  /** Holds `<group>.offset`, `<group>.lock` and the `<group>.redrive/` folder per consumer group. */
   readonly offsetsDir: string;
 }
 
@@ -72,7 +77,7 @@ const CAPABILITIES: Capabilities = {
   deliveryCount: false,
   retry: 'in-process',
   leases: false,
-  redrive: false,
+  redrive: true,
 };
 
 /**
@@ -122,6 +127,7 @@ export function fileDriver(options: FileBrokerOptions = {}): BrokerDriver<FileBr
       group,
       offsetFile: `${client.offsetsDir}/${name}.offset`,
       lockFile: `${client.offsetsDir}/${name}.lock`,
+      redriveFolder: `${client.offsetsDir}/${name}.redrive`,
       fsync,
       pollMs,
       warn,
@@ -231,6 +237,27 @@ export function fileDriver(options: FileBrokerOptions = {}): BrokerDriver<FileBr
       await write(file, () => appendDeadLetter(file, deadLetter, fsync)).catch((cause: unknown) => {
         throw fail(`cannot append to ${file}: ${messageOf(cause)}`, 'FILE_WRITE_FAILED', cause);
       });
+    },
+
+    deadLetters: {
+      async list(group: string): Promise<readonly StoredDeadLetter[]> {
+        if (cut) throw outage();
+        const letters = await readDeadLetters(client.deadLetterPath, group);
+        return letters.map((letter) => ({ ...letter, headers: {}, destination: path }));
+      },
+      /**
+       * The letters go into a redrive batch that only `group`'s tailer reads, then leave the dead-letter file. A
+       * crash between the two leaves them in both: they are redriven, and listed until redriven again.
+       */
+      async redrive(group: string, letters: readonly StoredDeadLetter[]): Promise<void> {
+        if (cut) throw outage();
+        const cfg = tailerConfig(group);
+        await writeRedriveBatch(cfg.redriveFolder, letters, fsync);
+        Tailer.redriven(cfg.key);
+        const file = client.deadLetterPath;
+        const ids = new Set(letters.map((letter) => letter.id));
+        await write(file, () => removeDeadLetters(file, ids, fsync));
+      },
     },
 
     isReady: () => opened && !cut && !closed,

@@ -107,8 +107,8 @@ export async function writeAtomic(file: string, data: string | Uint8Array, sync:
 const chains = new Map<string, Promise<unknown>>();
 
 /**
- * Runs `task` after every task queued before it for the same file in this process, whichever driver queued it,
- * so that batches land in call order.
+ * Runs `task` after every task queued before it for the same file in this process, whichever driver queued it:
+ * batches land in call order, and a rewrite of the dead-letter file never races an append of this process.
  */
 export function inOrder<T>(file: string, task: () => Promise<T>): Promise<T> {
   const run = (chains.get(file) ?? Promise.resolve()).then(task);

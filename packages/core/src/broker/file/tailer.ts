@@ -1,7 +1,7 @@
 /**
  * One group's reader in this process: it follows the log from the group's durable offset, hands lines to the
  * group's consumers in turn (the per-sender lock spanning all of them), and moves the offset over the
- * acknowledged prefix.
+ * acknowledged prefix. It also hands out the group's redriven dead letters, before the log's lines.
  */
 import { type FSWatcher, watch } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
@@ -13,6 +13,7 @@ import { fail, messageOf, noop } from './io.js';
 import { acquireLock, releaseLock } from './lock.js';
 import { LogReader, senderOf } from './log-reader.js';
 import { PositionWriter, startingPoint } from './offsets.js';
+import { listRedriveBatches, readRedriveBatch, removeRedriveBatch } from './redrive.js';
 
 const EMPTY = new Uint8Array(0);
 const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
@@ -27,6 +28,7 @@ export interface TailerConfig {
   readonly group: string;
   readonly offsetFile: string;
   readonly lockFile: string;
+  readonly redriveFolder: string;
   readonly fsync: boolean;
   readonly pollMs: number;
   readonly warn: (message: string) => void;
@@ -51,10 +53,16 @@ interface Handout {
   ended?: 'acked' | 'released' | 'revoked';
 }
 
+/** A redrive batch being handed out: deleted once every message of it is acknowledged. */
+interface Batch {
+  readonly file: string;
+  unacked: number;
+}
+
 interface Line {
-  /** The delivery id: the end offset of its log line. */
+  /** The delivery id: the end offset of its log line (a redriven message keeps its original one). */
   readonly id: string;
-  /** Order in the log: lines handed back go back to their place in the queue. */
+  /** Order of arrival: lines handed back go back to their place in the queue. */
   readonly seq: number;
   body: Uint8Array;
   readonly senderId: string | undefined;
@@ -62,6 +70,8 @@ interface Line {
   handout: Handout | undefined;
   /** Whether its hand-out holds its sender's lock. */
   locked: boolean;
+  /** Set for a redriven message: the batch it came in. Log lines are in the ack window instead. */
+  readonly batch?: Batch;
 }
 
 /** Puts `line` into `queue` (ordered by `seq`) where it belongs. */
@@ -88,6 +98,10 @@ export class Tailer {
   readonly #window = new AckWindow<Line>();
   /** Log lines to hand out, in log order. */
   #waiting: Line[] = [];
+  /** Redriven messages to hand out, in batch order: they go before the log's lines. */
+  readonly #redriven: Line[] = [];
+  /** Redrive batches read and not yet fully acknowledged, by file. */
+  readonly #batches = new Map<string, Batch>();
   readonly #senders = new SenderLock();
   #seq = 0;
   #reader!: LogReader;
@@ -96,6 +110,7 @@ export class Tailer {
   #delivered = 0;
   /** The mark as found on disk: lines ending at or before it were delivered before this tailer opened. */
   #deliveredBefore = 0;
+  #redriveDue = true;
   #scheduled = false;
   #pumping = false;
   #again = false;
@@ -133,6 +148,14 @@ export class Tailer {
     }
   }
 
+  /** A redrive batch was written for the group `key` names: its tailer in this process reads it at once. */
+  static redriven(key: string): void {
+    void tailers.get(key)?.then((tailer) => {
+      tailer.#redriveDue = true;
+      tailer.wake();
+    }, noop);
+  }
+
   async #open(from: 'latest' | 'beginning'): Promise<void> {
     const { path, offsetFile, lockFile, group, warn } = this.#cfg;
     await mkdir(dirname(offsetFile), { recursive: true });
@@ -160,7 +183,11 @@ export class Tailer {
     } catch {
       // fs.watch is unsupported here: polling alone
     }
-    this.#timer = setInterval(() => this.wake(), this.#cfg.pollMs);
+    this.#timer = setInterval(() => {
+      // Redrives from other processes are only seen by looking: fs.watch does not cover the group's folder.
+      this.#redriveDue = true;
+      this.wake();
+    }, this.#cfg.pollMs);
   }
 
   /**
@@ -199,6 +226,11 @@ export class Tailer {
   async #pump(): Promise<void> {
     do {
       this.#again = false;
+      if (this.#redriveDue) {
+        this.#redriveDue = false;
+        await this.#readRedrives();
+        if (this.closed) return;
+      }
       this.#dispatch();
       if (this.closed || !this.members.some((m) => this.#free(m))) return;
       if (this.#waiting.length >= READ_AHEAD) return;
@@ -226,7 +258,7 @@ export class Tailer {
       this.#cfg.warn(
         `[parley] [file] ${this.#cfg.path} ${what}: group "${this.#cfg.group}" starts again from 0`,
       );
-      // What was read from the old file is gone with it.
+      // What was read from the old file is gone with it; redriven messages are not the log's and stay.
       for (const line of this.#window.pending()) this.#settle(line, 'revoked');
       this.#waiting = [];
       this.#window.reset(0);
@@ -235,35 +267,54 @@ export class Tailer {
     },
   };
 
-  #line(id: string, body: Uint8Array, redelivered: boolean): Line {
+  #line(id: string, body: Uint8Array, redelivered: boolean, batch?: Batch): Line {
     const senderId = senderOf(body);
-    return { id, seq: this.#seq++, body, senderId, redelivered, handout: undefined, locked: false };
+    return { id, seq: this.#seq++, body, senderId, redelivered, handout: undefined, locked: false, batch };
+  }
+
+  /** Reads redrive batches not read yet; batches being handed out are not read twice. */
+  async #readRedrives(): Promise<void> {
+    for (const file of await listRedriveBatches(this.#cfg.redriveFolder)) {
+      if (this.#batches.has(file)) continue;
+      const messages = await readRedriveBatch(file);
+      if (this.closed) return;
+      if (this.#batches.has(file)) continue;
+      if (messages.length === 0) {
+        await removeRedriveBatch(file).catch(noop);
+        continue;
+      }
+      const batch: Batch = { file, unacked: messages.length };
+      this.#batches.set(file, batch);
+      for (const { messageId, body } of messages)
+        this.#redriven.push(this.#line(messageId, body, true, batch));
+    }
   }
 
   #free(member: Member): boolean {
     return !member.stopped && member.inflight.size < member.readAhead;
   }
 
-  /** Hands waiting lines, oldest (so released ones) first, to consumers with room, in turn. */
+  /** Hands waiting lines, redriven ones first, then the log's (oldest first), to consumers with room, in turn. */
   #dispatch(): void {
     const perSender = this.members.some((m) => m.perSender);
     const handed: [Member, Delivery][] = [];
-    const queue = this.#waiting;
-    let kept = 0;
-    let i = 0;
-    for (; i < queue.length; i++) {
-      const line = queue[i]!;
-      const sender = perSender ? line.senderId : undefined;
-      if (sender !== undefined && this.#senders.isLocked(sender)) {
-        queue[kept++] = line; // its sender's previous line is still in flight
-        continue;
+    for (const queue of [this.#redriven, this.#waiting]) {
+      let kept = 0;
+      let i = 0;
+      for (; i < queue.length; i++) {
+        const line = queue[i]!;
+        const sender = perSender ? line.senderId : undefined;
+        if (sender !== undefined && this.#senders.isLocked(sender)) {
+          queue[kept++] = line; // its sender's previous line is still in flight
+          continue;
+        }
+        const member = this.#nextFree();
+        if (!member) break;
+        handed.push([member, this.#handOut(line, member, sender)]);
       }
-      const member = this.#nextFree();
-      if (!member) break;
-      handed.push([member, this.#handOut(line, member, sender)]);
+      for (; i < queue.length; i++) queue[kept++] = queue[i]!;
+      queue.length = kept;
     }
-    for (; i < queue.length; i++) queue[kept++] = queue[i]!;
-    queue.length = kept;
     // Delivered after the scan: a handler that acks synchronously must not reshape the queues mid-loop.
     for (const [member, delivery] of handed) member.sink.deliver(delivery);
   }
@@ -273,7 +324,7 @@ export class Tailer {
     line.handout = handout;
     line.locked = sender !== undefined && this.#senders.acquire(sender);
     member.inflight.add(line);
-    const end = Number(line.id);
+    const end = line.batch ? 0 : Number(line.id);
     if (end > this.#delivered) this.#delivered = end;
     return {
       id: line.id,
@@ -321,7 +372,15 @@ export class Tailer {
     }
     this.#settle(line, 'acked');
     line.body = EMPTY;
+    const { batch } = line;
     this.wake();
+    if (batch) {
+      if (--batch.unacked === 0) {
+        await removeRedriveBatch(batch.file);
+        this.#batches.delete(batch.file);
+      }
+      return;
+    }
     if (this.#window.ack(line)) await this.#offsets.save();
   }
 
@@ -330,7 +389,7 @@ export class Tailer {
     if (line.handout !== handout) return;
     this.#settle(line, revoke ? 'revoked' : 'released');
     line.redelivered = true;
-    insertInOrder(this.#waiting, line);
+    insertInOrder(line.batch ? this.#redriven : this.#waiting, line);
     this.wake();
   }
 
