@@ -66,7 +66,7 @@ async function consume(d: Driver, options: Partial<DriverConsumeOptions> = {}) {
   const got: Delivery[] = [];
   const lost: Error[] = [];
   const consumer = await d.consume(
-    { group: 'g', readAhead: 10, from: 'beginning', ordering: 'none', ...options },
+    { group: 'g', readAhead: 10, from: 'beginning', ordering: 'none', ephemeral: false, ...options },
     { deliver: (delivery) => void got.push(delivery), lost: (error) => void lost.push(error) },
   );
   return {
@@ -376,6 +376,28 @@ describe('offsets', () => {
     await c.until(2);
     await c.got[1]?.ack();
     expect((await offsetOf()).offset).toBe('{"sender_id": "t"}\n'.length);
+  });
+
+  it('keeps nothing of an ephemeral group once its last consumer left; a group that exists stays durable', async () => {
+    const d = await driver();
+    await d.send([message(line('a', 1))]);
+    const tail = await consume(d, { group: 'tail', ephemeral: true });
+    const peer = await consume(d, { group: 'tail', ephemeral: true });
+    await vi.waitFor(() => expect(tail.got.length + peer.got.length).toBe(1));
+    await [...tail.got, ...peer.got][0]?.ack();
+    expect(await readdir(`${path}.parley`)).toEqual(['tail.lock']);
+    await tail.consumer.close();
+    await peer.consumer.close();
+    expect(await readdir(`${path}.parley`)).toEqual([]);
+    const durable = await consume(d, { group: 'kept' });
+    await durable.until(1);
+    await durable.got[0]?.ack();
+    await durable.consumer.close();
+    const visitor = await consume(d, { group: 'kept', ephemeral: true });
+    await settle();
+    expect(visitor.got).toEqual([]); // it continues from the group's offset
+    await visitor.consumer.close();
+    expect(await readdir(`${path}.parley`)).toEqual(['kept.offset']);
   });
 
   it('escapes group names into safe file names and refuses empty ones', async () => {

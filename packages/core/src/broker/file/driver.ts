@@ -213,7 +213,7 @@ export function fileDriver(options: FileBrokerOptions = {}): BrokerDriver<FileBr
         stopped: false,
       };
       const before = outages;
-      const tailer = await Tailer.join(cfg, consumeOptions.from, member);
+      const tailer = await Tailer.join(cfg, consumeOptions, member);
       if (closed || outages !== before) {
         // The storage went away (or the driver closed) while the group was being joined.
         await tailer.leave(member);

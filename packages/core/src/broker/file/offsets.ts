@@ -39,7 +39,8 @@ export async function readPosition(file: string): Promise<SavedPosition> {
 
 /**
  * Where a group's reader starts: its saved position, unless the log was replaced or truncated since (then 0,
- * with a warning); a new group at the end of the log (`latest`) or at 0 (`beginning`). Also the delivered mark.
+ * with a warning); a new group at the end of the log (`latest`) or at 0 (`beginning`). Also the delivered mark,
+ * and whether the group existed (had a position on disk).
  */
 export async function startingPoint(
   path: string,
@@ -47,9 +48,10 @@ export async function startingPoint(
   group: string,
   from: 'latest' | 'beginning',
   warn: (message: string) => void,
-): Promise<{ readonly start: LogStart; readonly delivered: number }> {
+): Promise<{ readonly start: LogStart; readonly delivered: number; readonly existed: boolean }> {
   const file = await stat(path).catch(() => undefined);
   let saved = await readPosition(offsetFile);
+  const existed = saved !== undefined;
   if (saved === null) {
     warn(`[parley] [file] unreadable offset ${offsetFile}: group "${group}" starts again from 0`);
     saved = { offset: 0 };
@@ -71,7 +73,7 @@ export async function startingPoint(
     delivered = Math.max(position, Number(saved.delivered) || 0);
   }
   const inode = file ? String(file.ino) : savedInode;
-  return { start: { position, inode, gone: !file && position > 0, skipFirst }, delivered };
+  return { start: { position, inode, gone: !file && position > 0, skipFirst }, delivered, existed };
 }
 
 /**

@@ -4,7 +4,7 @@
  * acknowledged prefix. It also hands out the group's redriven dead letters, before the log's lines.
  */
 import { type FSWatcher, watch } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rmdir } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { AckWindow } from '../ack-window.js';
 import type { ConsumerSink, Delivery } from '../contract.js';
@@ -105,7 +105,10 @@ export class Tailer {
   readonly #senders = new SenderLock();
   #seq = 0;
   #reader!: LogReader;
-  #offsets!: PositionWriter;
+  /** Absent for an ephemeral group: it keeps no position. */
+  #offsets: PositionWriter | undefined;
+  /** Keeps nothing once its last consumer left (the first consumer decides, when the group is new). */
+  #ephemeral = false;
   /** End of the furthest log line ever handed out (see `GroupPosition.delivered`). */
   #delivered = 0;
   /** The mark as found on disk: lines ending at or before it were delivered before this tailer opened. */
@@ -124,14 +127,18 @@ export class Tailer {
   }
 
   /** Adds `member` to the group's tailer in this process, opening it (lock, offset, watchers) if needed. */
-  static async join(cfg: TailerConfig, from: 'latest' | 'beginning', member: Member): Promise<Tailer> {
+  static async join(
+    cfg: TailerConfig,
+    options: { readonly from: 'latest' | 'beginning'; readonly ephemeral: boolean },
+    member: Member,
+  ): Promise<Tailer> {
     for (;;) {
       let pending = tailers.get(cfg.key);
       if (!pending) {
         const opening = (async () => {
           await closings.get(cfg.key);
           const tailer = new Tailer(cfg);
-          await tailer.#open(from);
+          await tailer.#open(options.from, options.ephemeral);
           return tailer;
         })();
         tailers.set(cfg.key, opening);
@@ -156,21 +163,25 @@ export class Tailer {
     }, noop);
   }
 
-  async #open(from: 'latest' | 'beginning'): Promise<void> {
+  async #open(from: 'latest' | 'beginning', ephemeral: boolean): Promise<void> {
     const { path, offsetFile, lockFile, group, warn } = this.#cfg;
     await mkdir(dirname(offsetFile), { recursive: true });
     await acquireLock(lockFile, group, warn);
     try {
-      const { start, delivered } = await startingPoint(path, offsetFile, group, from, warn);
+      const { start, delivered, existed } = await startingPoint(path, offsetFile, group, from, warn);
       this.#delivered = this.#deliveredBefore = delivered;
       this.#window.reset(start.position);
       this.#reader = new LogReader(path, start);
-      this.#offsets = new PositionWriter(offsetFile, this.#cfg.fsync, () => ({
-        offset: this.#window.committed,
-        inode: this.#reader.inode,
-        delivered: this.#delivered,
-      }));
-      await this.#offsets.save();
+      // A group that exists stays durable, whoever joins it.
+      this.#ephemeral = ephemeral && !existed;
+      if (!this.#ephemeral) {
+        this.#offsets = new PositionWriter(offsetFile, this.#cfg.fsync, () => ({
+          offset: this.#window.committed,
+          inode: this.#reader.inode,
+          delivered: this.#delivered,
+        }));
+        await this.#offsets.save();
+      }
     } catch (error) {
       await releaseLock(lockFile);
       throw error;
@@ -239,7 +250,7 @@ export class Tailer {
       if (read) {
         this.#again = true;
         // Blank and skipped lines may have moved the offset.
-        void this.#offsets.save().catch(noop);
+        void this.#offsets?.save().catch(noop);
       }
     } while (this.#again);
   }
@@ -263,7 +274,7 @@ export class Tailer {
       this.#waiting = [];
       this.#window.reset(0);
       this.#delivered = this.#deliveredBefore = 0;
-      void this.#offsets.save().catch(noop);
+      void this.#offsets?.save().catch(noop);
     },
   };
 
@@ -381,7 +392,7 @@ export class Tailer {
       }
       return;
     }
-    if (this.#window.ack(line)) await this.#offsets.save();
+    if (this.#window.ack(line)) await this.#offsets?.save();
   }
 
   /** Back to the group, to be delivered again before anything newer, marked redelivered. */
@@ -405,8 +416,10 @@ export class Tailer {
     this.#watcher?.close();
     clearInterval(this.#timer);
     const closing = (async () => {
-      await this.#offsets.close().catch(noop);
+      await this.#offsets?.close().catch(noop);
       await releaseLock(this.#cfg.lockFile);
+      // Redriven messages still waiting are kept: they left the dead-letter file already.
+      if (this.#ephemeral) await rmdir(this.#cfg.redriveFolder).catch(noop);
     })();
     closings.set(this.#cfg.key, closing);
     await closing;
