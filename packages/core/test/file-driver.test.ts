@@ -828,6 +828,23 @@ describe('torn tail', () => {
   });
 });
 
+describe('warnings', () => {
+  it("go to the broker's logger when no onWarning is given", async () => {
+    const logged: string[] = [];
+    const d = fileDriver({ path, logger: { warn: (m) => void logged.push(m) } });
+    cleanups.push(() => d.close());
+    await d.connect(session());
+    await mkdir(`${path}.parley`, { recursive: true });
+    await writeFile(`${path}.parley/g.offset`, 'not json');
+    const c = await d.consume(
+      { group: 'g', readAhead: 1, from: 'beginning', ordering: 'none', ephemeral: false },
+      { deliver: () => {}, lost: () => {} },
+    );
+    await c.close();
+    expect(logged).toEqual([expect.stringContaining('unreadable offset')]);
+  });
+});
+
 describe('capabilities', () => {
   it('declares its capabilities and reports its health', async () => {
     const d = await driver();

@@ -22,6 +22,7 @@ import type {
   StoredDeadLetter,
 } from '../contract.js';
 import { defineBroker } from '../define.js';
+import { makeLog } from '../log.js';
 import { appendDeadLetter, DEAD_LETTER_SUFFIX, readDeadLetters, removeDeadLetters } from './dead-letters.js';
 import {
   appendLines,
@@ -97,7 +98,9 @@ export function fileDriver(options: FileBrokerOptions = {}): BrokerDriver<FileBr
   };
   const fsync = options.fsync ?? false;
   const pollMs = Math.max(5, options.pollIntervalMs ?? 100);
-  const warn = options.onWarning ?? ((message: string) => process.emitWarning(message));
+  // Where the broker's own warnings go (onWarning, the logger, or process.emitWarning), so that a replaced log or
+  // a stale lock is reported beside the reconnects and dead letters.
+  const warn = makeLog(options).warn;
   const consumers = new Set<{ readonly tailer: Tailer; readonly member: Member }>();
   let opened = false;
   let cut = false;
