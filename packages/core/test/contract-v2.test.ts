@@ -415,7 +415,7 @@ describe('failing fast', () => {
     );
     const broker = defineBroker(driver, { ...quiet, reconnect: { initialMs: 50, maxMs: 50 } });
     const started = Date.now();
-    const error = await broker.publish(event('a', 1)).catch((e: unknown) => e as ConnectionError);
+    const error = (await broker.publish(event('a', 1)).catch((e: unknown) => e)) as ConnectionError;
     expect(Date.now() - started).toBeLessThan(500);
     expect(attempts()).toBe(1);
     expect(error).toMatchObject({ code: 'AUTH_FAILED', retryable: false });

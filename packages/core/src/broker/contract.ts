@@ -386,7 +386,7 @@ export interface DriverConsumeOptions {
   readonly from: 'latest' | 'beginning';
   readonly ordering: 'per-sender' | 'none';
   /** Keep nothing of the group once its last consumer left (`SubscribeOptions.ephemeral`). */
-  readonly ephemeral: boolean;
+  readonly ephemeral?: boolean;
 }
 
 /** Where a driver's consumer sends what happens to it. */

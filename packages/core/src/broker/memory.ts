@@ -536,7 +536,8 @@ export function memoryDriver(options: MemoryBrokerOptions = {}): BrokerDriver<Me
     async consume(consumeOptions, sink): Promise<DriverConsumer> {
       if (connection.closed) throw new BrokerClosedError(SCOPE);
       if (connection.cut) throw new ConnectionError(SCOPE, 'connection lost');
-      const { group: name, readAhead, from, ordering, ephemeral } = consumeOptions;
+      const { group: name, readAhead, from, ordering } = consumeOptions;
+      const ephemeral = consumeOptions.ephemeral === true;
       if (!Number.isInteger(readAhead) || readAhead < 1) {
         throw new BrokerConfigError(SCOPE, `readAhead must be a positive integer, got ${readAhead}`);
       }

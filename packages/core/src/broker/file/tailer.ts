@@ -129,7 +129,7 @@ export class Tailer {
   /** Adds `member` to the group's tailer in this process, opening it (lock, offset, watchers) if needed. */
   static async join(
     cfg: TailerConfig,
-    options: { readonly from: 'latest' | 'beginning'; readonly ephemeral: boolean },
+    options: { readonly from: 'latest' | 'beginning'; readonly ephemeral?: boolean },
     member: Member,
   ): Promise<Tailer> {
     for (;;) {
@@ -138,7 +138,7 @@ export class Tailer {
         const opening = (async () => {
           await closings.get(cfg.key);
           const tailer = new Tailer(cfg);
-          await tailer.#open(options.from, options.ephemeral);
+          await tailer.#open(options.from, options.ephemeral === true);
           return tailer;
         })();
         tailers.set(cfg.key, opening);
