@@ -92,6 +92,53 @@ export interface ChaosOptions {
   readonly events?: number;
 }
 
+/**
+ * How patient the suite is with a slow broker. Every field is optional; the defaults suit a broker on the same
+ * machine (memory, file, a local RabbitMQ). Raise them for brokers whose timings are coarse (SQS delays and
+ * visibility timeouts count in seconds, a Kafka rebalance takes a session timeout) rather than disabling cases.
+ */
+export interface Tolerances {
+  /**
+   * How long a negative check waits to see that nothing more arrives (a stray delivery, a redelivery). Default:
+   * each case's own (100 to 300 ms). Quiet periods are capped at 500 ms unless this asks for more: a longer one
+   * slows every case down.
+   */
+  readonly quietPeriodMs?: number;
+  /**
+   * How long the broker may take to hand a message to another consumer once its consumer let go of it (closed,
+   * crashed, lost its lease): a Kafka session timeout, an SQS visibility timeout. It is added to `timeoutMs` where
+   * a case waits for such a handover (`consumer-crash`, `lease-extension`). Default 0.
+   */
+  readonly redeliveryDelayMs?: number;
+  /**
+   * The broker's lease: how long it lends a delivery before handing it to a peer unless renewed (SQS visibility
+   * timeout, Redis Streams min-idle time, the memory broker's `leaseMs`). Required where `capabilities.leases` is
+   * declared: `lease-extension` holds a delivery for several leases.
+   */
+  readonly leaseMs?: number;
+  /**
+   * The retry backoff `delayed-retry` configures (`backoff.initialMs`, with `factor: 1`), and so the least gap it
+   * accepts between two tries (minus the 20% jitter). Default 200 ms; raise it where the broker's delays are coarse.
+   */
+  readonly retryDelayMs?: number;
+}
+
+/**
+ * How to run a consumer in a child process, for `consumer-crash`: the suite spawns `node` on a runner script it
+ * ships, which imports `module`, makes a broker with its `create` export (the same contract as
+ * `ConformanceOptions.create`), subscribes, and blocks in its handler until the suite kills it with SIGKILL.
+ */
+export interface ConsumerProcess {
+  /** Absolute path (or `file:` URL) of an ES module exporting the factory. */
+  readonly module: string;
+  /** The factory's export name. Default `create`. */
+  readonly export?: string;
+  /** Extra `node` options, e.g. `['--import', 'tsx']` for a TypeScript module. */
+  readonly execArgv?: readonly string[];
+  /** Extra environment of the child (where your broker lives, say). */
+  readonly env?: Readonly<Record<string, string>>;
+}
+
 export interface ConformanceOptions {
   /** The adapter's name, shown in the test names and the report. */
   readonly name: string;
@@ -106,6 +153,10 @@ export interface ConformanceOptions {
   readonly chaos?: ChaosOptions;
   /** How long to wait for deliveries (default 20 s; raise for slow brokers). */
   readonly timeoutMs?: number;
+  /** Timings for slow brokers: quiet periods, redelivery delays, the lease, the retry backoff. */
+  readonly tolerances?: Tolerances;
+  /** A consumer in a child process, for `consumer-crash` (skipped without it). */
+  readonly consumerProcess?: ConsumerProcess;
   /**
    * Where the machine-readable report goes, relative to the working directory: default `conformance-report.json`;
    * `false` writes none. Set it when one package runs the suite for several adapters, so that they do not

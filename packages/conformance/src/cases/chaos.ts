@@ -6,7 +6,7 @@ import type { Broker } from '@parley/core';
 import { expect } from 'vitest';
 import { startFaultProxy } from '../fault-proxy.js';
 import type { CaseContext, CaseDefinition, SuiteSetup } from '../harness.js';
-import { delay, type Envelope, keyOf, makeEvents, quietPeriod, withTimeout } from '../support.js';
+import { delay, type Envelope, keyOf, makeEvents, withTimeout } from '../support.js';
 
 const PUBLISHERS = 4;
 const WINDOW = 200;
@@ -230,7 +230,7 @@ const cutRedelivers: CaseDefinition = {
         `(${cameBack().length} deliveries after it, ${cameBack().filter((d) => d.redelivered).length} marked redelivered)`,
     );
     await t.waitFor(() => running === 0, 'every handler to finish');
-    await quietPeriod(200);
+    await t.quietPeriod(200);
     t.log(
       `${deliveries.length} deliveries, ${cameBack().length} after the restore ` +
         `(${cameBack().filter((d) => d.redelivered).length} marked redelivered)`,

@@ -2,16 +2,7 @@
 import type { AnyEvent, EventEnvelope } from '@parley/core';
 import { expect } from 'vitest';
 import type { CaseDefinition } from '../harness.js';
-import {
-  delay,
-  type Envelope,
-  keyOf,
-  makeEvent,
-  makeEvents,
-  quietPeriod,
-  seqOf,
-  withTimeout,
-} from '../support.js';
+import { delay, type Envelope, keyOf, makeEvent, makeEvents, seqOf, withTimeout } from '../support.js';
 
 const handlersAndIterator: CaseDefinition = {
   id: 'handlers-and-iterator',
@@ -96,7 +87,7 @@ const handlersAndIterator: CaseDefinition = {
       next.got,
       keys.filter((key) => !taken.includes(key)),
     );
-    await quietPeriod(300);
+    await t.quietPeriod(300);
     // The loop asked for the next event after each of the first 3 it took: those were acknowledged. The one it
     // broke on may come again (at-least-once), but need not.
     const [brokeOn] = taken.slice(3);

@@ -1,7 +1,7 @@
 /** Consumer groups: members share a group's events, groups each get all of them, new groups can replay. */
 import { expect } from 'vitest';
 import type { CaseDefinition } from '../harness.js';
-import { keyOf, makeEvents, missingFromAll, preview, quietPeriod } from '../support.js';
+import { keyOf, makeEvents, missingFromAll, preview } from '../support.js';
 
 const competingConsumers: CaseDefinition = {
   id: 'competing-consumers',
@@ -66,7 +66,7 @@ const replay: CaseDefinition = {
     const [marker] = makeEvents(t.run, 1, { start: 10 });
     await t.publishAll(broker, [marker!]);
     await t.waitForAll(latest.got, [keyOf(marker!)]);
-    await quietPeriod(200);
+    await t.quietPeriod(200);
     const old = history.map(keyOf).filter((key) => latest.got.has(key));
     expect(old, "a new group with from: 'latest' (the default) read the history").toEqual([]);
   },

@@ -10,7 +10,6 @@ import {
   invalidSlot,
   keyOf,
   makeEvents,
-  quietPeriod,
 } from '../support.js';
 
 interface Bad {
@@ -57,7 +56,7 @@ async function badPayloads(t: CaseContext, bad: readonly Bad[]): Promise<void> {
       'the dead letters at the dead-letter destination',
     );
   }
-  await quietPeriod(300);
+  await t.quietPeriod(300);
 
   expect(
     got.deadLetters.map((l) => hex(l.body)).sort(),
@@ -162,7 +161,7 @@ const publishValidation: CaseDefinition = {
 
     await t.publishAll(broker, [after!]);
     await t.waitForAll(got, [before!, after!].map(keyOf));
-    await quietPeriod(300);
+    await t.quietPeriod(300);
     expect(
       got.received.map((r) => r.key),
       'only the valid events were sent',
