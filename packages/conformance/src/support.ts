@@ -304,6 +304,22 @@ export function missingFromAll(collectors: readonly Collector[], keys: readonly 
   return keys.filter((key) => !collectors.some((c) => c.has(key)));
 }
 
+/**
+ * Senders whose events appear out of publish order in `seen` (each entry a handling of event `seq` of `sender`, in
+ * the order they happened), each with the first inversion: empty when every sender's sequence numbers increase.
+ */
+export function unordered(seen: readonly { readonly sender: string; readonly seq: number }[]): string[] {
+  const last = new Map<string, number>();
+  const bad = new Map<string, string>();
+  for (const { sender, seq } of seen) {
+    const before = last.get(sender);
+    if (before !== undefined && seq < before && !bad.has(sender))
+      bad.set(sender, `${sender}: ${seq} after ${before}`);
+    last.set(sender, Math.max(seq, before ?? seq));
+  }
+  return [...bad.values()];
+}
+
 /** A short list for failure messages: the first few items and how many more. */
 export function preview(items: readonly unknown[], max = 5): string {
   const shown = items.slice(0, max).map((item) => String(item));

@@ -46,8 +46,11 @@ export type CaseName = (typeof caseNames)[number];
  * Checks within cases that `disable` can turn off without skipping the cases that make them:
  * - `redelivered`: `DeliveryContext.redelivered` is not asserted (false on a first delivery, true once the broker
  *   hands a message out again), for brokers that cannot tell. The cases still check that the messages come back.
+ * - `reconnects`: `health().reconnects` is not asserted after a cut (`chaos-cut`, `cut-redelivers`). It shows that
+ *   the cut reached the broker and that core's one reconnection mechanism brought it back (the driver reported the
+ *   connection `lost`); disable it only for a driver whose faults core never hears of.
  */
-export const checkNames = ['redelivered'] as const;
+export const checkNames = ['redelivered', 'reconnects'] as const;
 
 /** The id of a check within cases, which `disable` takes too. */
 export type CheckName = (typeof checkNames)[number];
