@@ -10,6 +10,7 @@
  */
 export { type FaultMode, type FaultProxy, type FaultProxyOptions, startFaultProxy } from './fault-proxy.js';
 export { rasaSampleBodies, rasaSampleLines } from './rasa-sample.js';
+export { type CaseResult, runCase } from './run-case.js';
 export { type ConformanceReport, runConformance } from './suite.js';
 export {
   type CaseName,
@@ -17,8 +18,10 @@ export {
   type CheckName,
   type ConformanceContext,
   type ConformanceOptions,
+  type ConsumerProcess,
   caseNames,
   checkNames,
   type Probe,
   type ProbeMessage,
+  type Tolerances,
 } from './types.js';
