@@ -207,6 +207,10 @@ const deliveryCountDeadLetter: CaseDefinition = {
         () => tries.some((entry) => entry.round === round),
         () => `delivery ${round} of the poison (tries so far: ${tries.length})`,
       );
+      expect(
+        tries.at(-1)!.attempt,
+        `context.attempt of delivery ${round} (the broker counts those of consumers that went away)`,
+      ).toBe(round);
       await withTimeout(sub.close(), t.timeoutMs, `close() of consumer ${round} while it handles the poison`);
       sub = await subscribe(round + 1);
     }
