@@ -115,8 +115,9 @@ export interface Tolerances {
   readonly quietPeriodMs?: number;
   /**
    * How long the broker may take to hand a message to another consumer once its consumer let go of it (closed,
-   * crashed, lost its lease): a Kafka session timeout, an SQS visibility timeout. It is added to `timeoutMs` where
-   * a case waits for such a handover (`consumer-crash`, `lease-extension`). Default 0.
+   * crashed, lost its lease): a Kafka rebalance or session timeout, an SQS visibility timeout. It is added to
+   * `timeoutMs` wherever a case waits for such a handover (`release-redelivers`, `abort`, `cut-redelivers`,
+   * `rebalance-while-retrying`, `consumer-crash`, `lease-extension`). Default 0.
    */
   readonly redeliveryDelayMs?: number;
   /**

@@ -280,6 +280,7 @@ const cutRedelivers: CaseDefinition = {
       () =>
         `every event handled (${got.unique}/4) and one redelivered after the restore ` +
         `(${cameBack().length} deliveries after it, ${cameBack().filter((d) => d.redelivered).length} marked redelivered)`,
+      t.handoverTimeoutMs,
     );
     await t.waitFor(() => running === 0, 'every handler to finish');
     await t.quietPeriod(200);

@@ -75,7 +75,7 @@ const abort: CaseDefinition = {
     await withTimeout(first.sub.closed, t.timeoutMs, '`closed` of the aborted subscription');
     const successor = peer ?? t.consume(broker, { group });
     await successor.sub.ready;
-    await t.waitForAll(successor.got, events.map(keyOf));
+    await t.waitForAll(successor.got, events.map(keyOf), t.handoverTimeoutMs);
 
     const later = makeEvents(t.run, 5, { senders: 5, start: 10 });
     await t.publishAll(otherBroker, later);

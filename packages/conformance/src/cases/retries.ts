@@ -144,6 +144,7 @@ const rebalanceWhileRetrying: CaseDefinition = {
       () => missingFromAll(collectors, keys).length === 0,
       () =>
         `${keys.length} events after a join and a leave (missing ${preview(missingFromAll(collectors, keys))})`,
+      t.handoverTimeoutMs,
     );
     t.log(
       `planned failures ${failed.join(' / ')}, events handled ${first.got.unique} / ${second.got.unique} ` +
