@@ -52,9 +52,9 @@ export type CaseName = (typeof caseNames)[number];
  * Checks within cases that `disable` can turn off without skipping the cases that make them:
  * - `redelivered`: `DeliveryContext.redelivered` is not asserted (false on a first delivery, true once the broker
  *   hands a message out again), for brokers that cannot tell. The cases still check that the messages come back.
- * - `reconnects`: `health().reconnects` is not asserted after a cut (`chaos-cut`, `cut-redelivers`). It shows that
- *   the cut reached the broker and that core's one reconnection mechanism brought it back (the driver reported the
- *   connection `lost`); disable it only for a driver whose faults core never hears of.
+ * - `reconnects`: `health().reconnects` is not asserted after a cut through the fault proxy (`chaos-cut`,
+ *   `cut-redelivers`). It shows that the cut reached the broker and that core's one reconnection mechanism brought
+ *   it back (the driver reported the connection `lost` rather than reconnecting on its own).
  */
 export const checkNames = ['redelivered', 'reconnects'] as const;
 

@@ -26,9 +26,6 @@ runConformance({
   disable: {
     'chaos-stall': 'a file has no connection to stall; storage outages are covered by chaos-cut',
     'chaos-restart': 'a file has no server to restart; storage outages are covered by chaos-cut',
-    // TODO(file-v2): remove once the file driver's faults.cut() reports the connection lost to core.
-    reconnects:
-      "the file driver's faults.cut() does not report the connection lost yet (its port to contract v2 is under way)",
   },
   // fileBroker() is defineBroker(fileDriver()): built by hand here to reach the driver's faults.
   create: ({ destination }) => {

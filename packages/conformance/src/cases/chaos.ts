@@ -28,6 +28,8 @@ interface Link {
   readonly heal: () => Promise<void>;
   /** Checks that the traffic really went where it was disturbed (through the fault proxy), after the load. */
   readonly verify?: () => void;
+  /** Disturbed through a fault proxy (a real connection), rather than through the driver's `faults`. */
+  readonly proxied?: boolean;
 }
 
 const chaosTimeout = (setup: SuiteSetup) => Math.max(CHAOS_WAIT_MS, setup.timeoutMs) + 60_000;
@@ -46,6 +48,7 @@ async function throughProxy(t: CaseContext) {
     subscriber: await t.broker(destination, address),
     heal: () => proxy.restore(),
     verify: () => expectProxied(proxy, 2),
+    proxied: true,
   };
   return { proxy, link };
 }
@@ -63,14 +66,31 @@ function expectProxied(proxy: FaultProxy, brokers: number): void {
   expect(stats.bytesDown, `${seen} (${hint})`).toBeGreaterThan(0);
 }
 
-/** Each broker noticed the disruption and came back: its `health().reconnects` counts at least one reconnect. */
-async function expectReconnected(t: CaseContext, brokers: Record<string, Broker>): Promise<void> {
+/**
+ * Through the fault proxy, each broker noticed the cut and came back through core's one reconnection mechanism:
+ * its `health().reconnects` counts at least one reconnect (a driver that reconnects on its own, or never noticed,
+ * shows none). With driver `faults`, the contract does not say that a cut reports the connection lost, so the
+ * counts are only logged.
+ */
+async function expectReconnected(
+  t: CaseContext,
+  link: Link,
+  roles: readonly ('publisher' | 'subscriber')[],
+): Promise<void> {
+  const brokers = roles.map((role) => [role, link[role]] as const);
+  if (!link.proxied) {
+    const counts = await Promise.all(
+      brokers.map(async ([role, b]) => `${role} ${(await b.health()).reconnects}`),
+    );
+    t.log(`health().reconnects after driver faults: ${counts.join(', ')}`);
+    return;
+  }
   const disabled = t.disabledCheck('reconnects');
   if (disabled !== undefined) {
     t.log(`health().reconnects not checked (disabled: ${disabled})`);
     return;
   }
-  for (const [role, broker] of Object.entries(brokers)) {
+  for (const [role, broker] of brokers) {
     const { reconnects } = await broker.health();
     expect(
       reconnects,
@@ -196,7 +216,7 @@ const chaosCut: CaseDefinition = {
         end: () => proxy.restore(),
       });
       await underLoad(t, link, cuts.map(outage));
-      return expectReconnected(t, { publisher: link.publisher, subscriber: link.subscriber });
+      return expectReconnected(t, link, ['publisher', 'subscriber']);
     }
     const { link, cut, restore } = await withDriverFaults(t);
     await underLoad(
@@ -204,7 +224,7 @@ const chaosCut: CaseDefinition = {
       link,
       cuts.map((at) => ({ at, holdMs: 1_000, begin: cut, end: restore })),
     );
-    await expectReconnected(t, { publisher: link.publisher, subscriber: link.subscriber });
+    await expectReconnected(t, link, ['publisher', 'subscriber']);
   },
 };
 
@@ -289,7 +309,7 @@ const cutRedelivers: CaseDefinition = {
         `(${cameBack().filter((d) => d.redelivered).length} marked redelivered)`,
     );
     expect(got.missing(keys), 'events never handled').toEqual([]);
-    await expectReconnected(t, { subscriber: link.subscriber });
+    await expectReconnected(t, link, ['subscriber']);
     if (disabled !== undefined) t.log(`context.redelivered not checked (disabled: ${disabled})`);
     else {
       expect(

@@ -124,9 +124,11 @@ const ORDERING_CONSUMERS = 3;
 const ordering: CaseDefinition = {
   id: 'ordering',
   title: ({ capabilities }) =>
-    capabilities.competingConsumers
-      ? `ordering (${capabilities.ordering}, ${ORDERING_CONSUMERS} consumers)`
-      : `ordering (${capabilities.ordering}, 1 consumer)`,
+    capabilities.ordering === 'none'
+      ? 'ordering'
+      : capabilities.competingConsumers
+        ? `ordering (${capabilities.ordering}, ${ORDERING_CONSUMERS} consumers)`
+        : `ordering (${capabilities.ordering}, 1 consumer)`,
   skip: ({ capabilities }) =>
     capabilities.ordering !== 'none' ? undefined : `capabilities.ordering is '${capabilities.ordering}'`,
   async run(t) {
