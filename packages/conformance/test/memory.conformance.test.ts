@@ -76,6 +76,7 @@ describe('conformance: memory with leases (leaseMs 150)', () => {
     'delayed-retry',
     'rebalance-while-retrying',
     'delivery-count-dead-letter',
+    'dead-letter-redrive',
   ];
   const options = memoryOptions(new MemoryHub('conformance-leases'), { leaseMs: 150 });
   for (const id of leased) {
