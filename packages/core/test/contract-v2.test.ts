@@ -302,7 +302,7 @@ describe('retries through the broker, delivery counts, leases', () => {
     expect(handled).toEqual([]);
     const [letter] = await broker.deadLetters(group);
     expect(letter).toMatchObject({ reason: 'handler-failed', attempts: 3, messageId: '0', senderId: 'p' });
-    expect(letter!.error.message).toContain('delivered 3 times without being acknowledged');
+    expect(letter!.error.message).toContain('delivered 3 times without being settled');
     await broker.close();
   });
 
@@ -577,5 +577,41 @@ describe('close({ timeoutMs }) bounds the whole close', () => {
     await next.ready;
     await waitFor(() => got.length === 1, 'a peer to get the event back');
     await peer.close();
+  });
+});
+
+describe('read-ahead handed back untried', () => {
+  it('does not use up attempts where the broker counts deliveries', async () => {
+    const hub = new MemoryHub();
+    const destination = uniq();
+    await defineBroker(memoryDriver({ hub, destination }), quiet).publish(event('s0', 0));
+    const others = defineBroker(memoryDriver({ hub, destination }), quiet);
+    for (let s = 1; s <= 4; s++) await others.publish(event(`s${s}`, s));
+    for (let round = 0; round < 3; round++) {
+      const broker = defineBroker(memoryDriver({ hub, destination }), quiet);
+      let blocked = false;
+      const sub = broker.subscribe(
+        () => {
+          blocked = true;
+          return new Promise(() => {}); // holds the first event; the other four wait, read ahead
+        },
+        { group: 'g', from: 'beginning', concurrency: 1, readAhead: 5, maxAttempts: 5 },
+      );
+      await sub.ready;
+      await waitFor(() => blocked && sub.stats.received === 5, `round ${round}: one held, four read ahead`);
+      await broker.close({ timeoutMs: 10 });
+    }
+    const broker = defineBroker(memoryDriver({ hub, destination }), quiet);
+    const attempts = new Map<string, number>();
+    const sub = broker.subscribe((e, context) => void attempts.set(e.sender_id, context.attempt), {
+      group: 'g',
+      maxAttempts: 5,
+    });
+    await sub.ready;
+    await waitFor(() => attempts.size === 5, 'every event handled');
+    // s0 was in a handler three times; the others were only read ahead, which costs nothing.
+    expect(Object.fromEntries(attempts)).toEqual({ s0: 4, s1: 1, s2: 1, s3: 1, s4: 1 });
+    expect(sub.stats.deadLettered).toBe(0);
+    await Promise.all([broker.close(), others.close()]);
   });
 });

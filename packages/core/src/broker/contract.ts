@@ -371,12 +371,23 @@ export interface Delivery {
    * Hands it back to the group, to be delivered again (to this consumer or another), no sooner than `delayMs`
    * where the broker can delay (`capabilities.retry === 'broker'`).
    */
-  release(options?: { readonly delayMs?: number }): Promise<void>;
+  release(options?: ReleaseOptions): Promise<void>;
   /**
    * Hands it to the broker's own dead-letter mechanism, when the driver uses one (a native redrive policy):
    * then core calls this instead of `driver.deadLetter` + `ack`.
    */
   reject?(deadLetter: DeadLetter): Promise<void>;
+}
+
+/** How a delivery goes back to its group. */
+export interface ReleaseOptions {
+  /** Redeliver no sooner than this (brokers with `retry: 'broker'`). */
+  readonly delayMs?: number;
+  /**
+   * It never reached a handler (read ahead, then handed back on close): a broker that can should not count this
+   * delivery in `deliveryCount`, so that it does not use up an attempt.
+   */
+  readonly untried?: boolean;
 }
 
 export interface DriverConsumeOptions {

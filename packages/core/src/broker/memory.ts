@@ -311,7 +311,14 @@ function deliver(consumer: Consumer, waiting: Waiting, perSender: boolean): void
           'not acknowledged: the delivery was taken back; it is delivered again',
         );
     },
-    release: async (options) => void settle(token, 'release', options?.delayMs),
+    release: async (options) => {
+      // Never tried (read ahead, handed back on close): this delivery does not count as an attempt.
+      if (settle(token, 'release', options?.delayMs) && options?.untried) {
+        const count = group.deliveries.get(message.offset);
+        if (count !== undefined && count > 1) group.deliveries.set(message.offset, count - 1);
+        else group.deliveries.delete(message.offset);
+      }
+    },
   });
 }
 

@@ -23,6 +23,7 @@ import type {
   EventHandler,
   EventHandlers,
   EventStream,
+  ReleaseOptions,
   SubscribeOptions,
   SubscriptionStats,
 } from './contract.js';
@@ -59,6 +60,7 @@ interface Held {
 const RENEW_FRACTION = 1 / 3;
 const MAX_CLOSE_STEP_MS = 5_000;
 const DEAD_LETTER_WARNING_MS = 5_000;
+const UNTRIED: ReleaseOptions = { untried: true };
 
 export class SubscriptionImpl implements EventStream {
   readonly ready: Promise<void>;
@@ -184,7 +186,7 @@ export class SubscriptionImpl implements EventStream {
       // Not started yet: back to the group, for another consumer or a later one. Taken in one go, so that
       // nothing finishing meanwhile can start one of them.
       const waiting = [...this.#ready.splice(0), ...this.#senders.takeAllWaiting()];
-      await Promise.all(waiting.map((held) => this.#release(held)));
+      await Promise.all(waiting.map((held) => this.#release(held, UNTRIED)));
       if (this.#stream) this.#endStream();
       if (this.#busy > 0)
         await Promise.race([new Promise<void>((resolve) => (this.#drained = resolve)), this.#forced]);
@@ -312,7 +314,7 @@ export class SubscriptionImpl implements EventStream {
     if (delivery.redelivered) this.#stats.redelivered++;
     const held: Held = { delivery, consumer, abort: new AbortController(), settled: false };
     if (this.#closing.signal.aborted || consumer !== this.#consumerId) {
-      void this.#release(held);
+      void this.#release(held, UNTRIED);
       return;
     }
     this.#hold(held);
@@ -405,9 +407,9 @@ export class SubscriptionImpl implements EventStream {
     held.abort.abort(new ParleyError('the broker took this delivery back', 'DELIVERY_REVOKED'));
   }
 
-  async #release(held: Held, delayMs?: number): Promise<void> {
+  async #release(held: Held, options?: ReleaseOptions): Promise<void> {
     if (!this.#unhold(held)) return;
-    await held.delivery.release(delayMs === undefined ? undefined : { delayMs }).catch(this.#report);
+    await held.delivery.release(options).catch(this.#report);
   }
 
   /** Acknowledges; `handled` counts it in `stats.acked` (a dead letter's ack does not). */
@@ -436,7 +438,7 @@ export class SubscriptionImpl implements EventStream {
     if (attempt > this.#maxAttempts) {
       // Delivered more often than it may be tried, and never settled: the consumers it went to died with it.
       lastError = new ParleyError(
-        `delivered ${attempt - 1} times without being acknowledged (its consumers stopped while handling it)`,
+        `delivered ${attempt - 1} times without being settled (its consumers stopped or crashed while holding it)`,
         'DELIVERY_LIMIT',
         { scope: this.#driver.name },
       );
@@ -480,8 +482,9 @@ export class SubscriptionImpl implements EventStream {
             if (this.#brokerRetry) {
               // The broker redelivers it after the delay (to any consumer); its sender's next events go back too,
               // so that they come after it again.
-              for (const next of this.#senders.takeWaiting(envelope.sender_id)) await this.#release(next);
-              await this.#release(held, delay);
+              for (const next of this.#senders.takeWaiting(envelope.sender_id))
+                await this.#release(next, UNTRIED);
+              await this.#release(held, { delayMs: delay });
               return;
             }
             await sleep(delay, signal);
@@ -501,7 +504,7 @@ export class SubscriptionImpl implements EventStream {
     if (next === undefined) return;
     if (this.#closing.signal.aborted) {
       // While closing, nothing new starts: hand it back.
-      void this.#release(next);
+      void this.#release(next, UNTRIED);
       return;
     }
     this.#ready.push(next);
@@ -543,7 +546,7 @@ export class SubscriptionImpl implements EventStream {
       this.#report(failure);
       const delay = backoffDelay(++this.#deadLetterFailures, { initialMs: 500, maxMs: 30_000 });
       if (!this.#brokerRetry) await sleep(delay, this.#closing.signal);
-      await this.#release(held, this.#brokerRetry ? delay : undefined);
+      await this.#release(held, this.#brokerRetry ? { delayMs: delay } : undefined);
       return;
     }
     this.#deadLetterFailures = 0;
