@@ -432,7 +432,10 @@ export interface ConnectSession {
 
 /** Injectable faults, for drivers without a network connection to cut (the conformance chaos tier uses them). */
 export interface DriverFaults {
-  /** Acts as if the connection dropped: sends fail as retryable, unacknowledged deliveries go back. */
+  /**
+   * Acts as if the connection dropped: the driver reports `lost` to its session, sends fail as retryable,
+   * unacknowledged deliveries go back (their `revoked` aborts), `connect` waits for `restore`.
+   */
   cut(): Promise<void>;
   restore(): Promise<void>;
 }
