@@ -6,6 +6,7 @@ import {
   actionExecuted,
   type Broker,
   brokerConfig,
+  ConfigError,
   createBroker,
   createTracker,
   defineBroker,
@@ -60,6 +61,59 @@ describe('createBroker', () => {
     await broker.close();
     writeFileSync(join(dir, 'empty.yml'), 'tracker_store:\n  type: redis\n');
     await expect(createBroker(join(dir, 'empty.yml'))).rejects.toThrow('no event_broker section');
+  });
+
+  it('takes the event_broker section as a plain object, normalised exactly as the YAML is', async () => {
+    const destination = uniq();
+    // Type case and aliases, `${VAR}` in strings, and strings read as numbers, as in endpoints.yml.
+    const broker = await createBroker(
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: endpoints.yml's `${VAR}` syntax
+      { type: 'MEMORY', destination: '${PARLEY_DEST}', buffer_size: '5' },
+      { ...quiet, env: { PARLEY_DEST: destination } },
+    );
+    const reader = await createBroker(brokerConfig({ type: 'memory', destination }), quiet);
+    const seen = collect(reader, 'g', 1);
+    await broker.publish({ sender_id: 's', ...slotSet('city', 'Oslo') });
+    expect((await seen).map((e) => e.event)).toEqual(['slot']);
+    await Promise.all([broker.close(), reader.close()]);
+
+    // Adapters load from the object form too (pika: see @parley/amqp's tests); Kafka's is not installed here.
+    await expect(
+      createBroker({ type: 'Kafka', url: 'localhost' }, { resolveFrom: tmpdir() }),
+    ).rejects.toThrow(
+      '[parley] <createBroker options>: event_broker.type: the adapter is not installed: run `npm install @parley/kafka`',
+    );
+    // Its keys are checked by the adapter, and errors name the section.
+    await expect(createBroker({ type: 'memory', destnation: 'x' }, quiet)).rejects.toThrow(
+      '[parley] <createBroker options>: event_broker: unknown key "destnation" for the memory broker',
+    );
+    await expect(createBroker({ type: 'memory', format: 42 }, quiet)).rejects.toThrow(
+      'event_broker.format: expected a string, found 42',
+    );
+  });
+
+  it('any other shape of config is an error saying what is expected', async () => {
+    const expected =
+      '[parley] createBroker: expected the path of an endpoints.yml, its event_broker section as an object ' +
+      "with the same keys (e.g. { type: 'pika', url: 'localhost' }), or a BrokerConfig from loadEndpoints() or " +
+      'brokerConfig()';
+    const wrong: [unknown, string][] = [
+      [42, 'found number 42'],
+      [null, 'found null'],
+      [undefined, 'found undefined'],
+      [['memory'], 'found a list'],
+      [
+        { event_broker: { type: 'memory' } },
+        'found a whole endpoints document: pass its event_broker section',
+      ],
+    ];
+    for (const [config, found] of wrong) {
+      const error = await createBroker(config as string).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(ConfigError);
+      expect((error as Error).message).toBe(
+        `${expected}; ${found}${found.endsWith('section') ? ' (config.event_broker)' : ''}`,
+      );
+    }
   });
 
   it('names the exact install command when an adapter package is missing', async () => {

@@ -22,6 +22,12 @@ export interface BrokerConfig {
   readonly section?: string;
 }
 
+/**
+ * An endpoints.yml section written as an object in code, with the same keys as the YAML:
+ * `{ type: 'pika', url: 'localhost', username: 'guest', password: 'guest' }`. {@link brokerConfig} normalises it.
+ */
+export type BrokerSection = Readonly<Record<string, unknown>>;
+
 /** Options for {@link loadEndpoints}, {@link parseEndpoints} and {@link brokerConfig}. */
 export interface LoadEndpointsOptions {
   /** Variables for `${VAR}` substitution; defaults to `process.env`. */
@@ -105,9 +111,13 @@ export function parseEndpoints(
   return brokerConfig(value as Record<string, unknown>, source, options);
 }
 
-/** Normalises a section given as an object (e.g. built in code): same type rules and substitution. */
+/**
+ * Normalises a section given as an object (e.g. built in code) exactly as {@link parseEndpoints} normalises the
+ * YAML: `type` aliases and case (a missing `type` means pika), `store_type`, and `${VAR}` substitution in every
+ * string, nested ones included, from `options.env` (default `process.env`).
+ */
 export function brokerConfig(
-  section: Record<string, unknown>,
+  section: BrokerSection,
   source = '<inline>',
   options?: LoadEndpointsOptions,
 ): BrokerConfig {
