@@ -5,7 +5,7 @@
  * Errors name the key, what was expected and the file; credentials never appear in a message.
  */
 import { readFileSync } from 'node:fs';
-import { type BrokerConfig, ConfigError, readOptions, type WireFormat } from '@parley/core';
+import { type BrokerConfig, ConfigError, didYouMean, readOptions, type WireFormat } from '@parley/core';
 
 /** The settings the driver runs on, resolved from endpoints.yml keys (or the same keys passed in code). */
 export interface AmqpSettings {
@@ -147,15 +147,12 @@ export function resolveAmqpSettings(config: BrokerConfig, context: ResolveContex
   const bufferSize = o.integer('buffer_size', { min: 1 });
   const confirmTimeout = o.number('confirm_timeout_in_seconds', 30, { min: 0 });
   const deadLetter = o.string('dead_letter_queue', '{group}.dead-letter');
-  const format = o.string('format');
+  const format = o.oneOf<WireFormat>('format', ['python', 'compact']);
   o.done({
     warnOnly: WARN_ONLY,
     warn: (message) => emit(message.replace(/^\[parley\] /, '[parley] [amqp] ')),
   });
 
-  if (format !== undefined && format !== 'python' && format !== 'compact') {
-    fail('format', `expected "python" or "compact", found ${JSON.stringify(format)}`);
-  }
   if (confirmTimeout === 0) fail('confirm_timeout_in_seconds', 'expected a number > 0, found 0');
   if (exchange.trim() === '') fail('exchange_name', 'expected a non-empty name');
   if (deadLetter.trim() === '') fail('dead_letter_queue', 'expected a non-empty name');
@@ -246,7 +243,9 @@ export function resolveAmqpSettings(config: BrokerConfig, context: ResolveContex
   if (params.has('capath')) warn(mainKey, '?capath (a CA directory) is not supported by Node: use ?cafile');
   const verify = params.get('verify');
   if (verify !== undefined && verify !== 'verify_peer' && verify !== 'verify_none') {
-    fail(mainKey, `expected ?verify=verify_peer or verify_none, found ${JSON.stringify(verify)}`);
+    const near = didYouMean(verify, ['verify_peer', 'verify_none']);
+    const hint = near === undefined ? '' : ` (did you mean ${near}?)`;
+    fail(mainKey, `expected ?verify=verify_peer or verify_none, found ${JSON.stringify(verify)}${hint}`);
   }
   // aiormq verifies unless no_verify_ssl is "0"-valued; RabbitMQ's URI spec says verify=verify_none.
   if ((params.has('no_verify_ssl') && params.get('no_verify_ssl') !== '0') || verify === 'verify_none') {
@@ -312,7 +311,7 @@ export function resolveAmqpSettings(config: BrokerConfig, context: ResolveContex
     deadLetterQueue: (group) => deadLetter.replaceAll('{group}', group),
     prefetch,
     bufferSize,
-    format: format as WireFormat | undefined,
+    format,
   };
 }
 

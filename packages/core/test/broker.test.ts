@@ -85,10 +85,10 @@ describe('createBroker', () => {
     );
     // Its keys are checked by the adapter, and errors name the section.
     await expect(createBroker({ type: 'memory', destnation: 'x' }, quiet)).rejects.toThrow(
-      '[parley] <createBroker options>: event_broker: unknown key "destnation" for the memory broker',
+      '[parley] <createBroker options>: event_broker: unknown key "destnation" (did you mean "destination"?) for the memory broker',
     );
     await expect(createBroker({ type: 'memory', format: 42 }, quiet)).rejects.toThrow(
-      'event_broker.format: expected a string, found 42',
+      'event_broker.format: expected "python" or "compact", found 42',
     );
   });
 

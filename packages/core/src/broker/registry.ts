@@ -15,6 +15,7 @@ import {
   ConfigError,
   type LoadEndpointsOptions,
   loadEndpoints,
+  type OptionReader,
   readOptions,
 } from '../config/endpoints.js';
 import type { WireFormat } from '../wire/codec.js';
@@ -32,6 +33,8 @@ export interface CreateBrokerOptions extends AdapterOptions, Pick<LoadEndpointsO
   /** Where adapter packages are resolved from. Default: the current directory, then the endpoints.yml folder. */
   readonly resolveFrom?: string;
 }
+
+const WIRE_FORMATS: readonly WireFormat[] = ['python', 'compact'];
 
 /** The adapter packages Parley publishes, by normalised `type`. */
 export const adapterPackages: Readonly<Record<string, string>> = {
@@ -94,15 +97,12 @@ export async function createBroker(
  * Reads the keys every broker accepts on top of its own (`buffer_size`, `format`), with the same checks as the
  * built-in adapters: for third-party adapters' `fromEndpointConfig`.
  */
-export function readCommonOptions(reader: ReturnType<typeof readOptions>, source: string): BrokerOptions {
+export function readCommonOptions(reader: OptionReader): BrokerOptions {
   const bufferSize = reader.integer('buffer_size', { min: 1 });
-  const format = reader.string('format');
-  if (format !== undefined && format !== 'python' && format !== 'compact') {
-    throw new ConfigError(source, 'event_broker.format', `expected "python" or "compact", found "${format}"`);
-  }
+  const format = reader.oneOf<WireFormat>('format', WIRE_FORMATS);
   return {
     ...(bufferSize === undefined ? {} : { bufferSize }),
-    ...(format === undefined ? {} : { format: format as WireFormat }),
+    ...(format === undefined ? {} : { format }),
   };
 }
 
@@ -110,7 +110,7 @@ function embeddedMemory(config: BrokerConfig, options: CreateBrokerOptions): Bro
   const reader = readOptions(config, 'memory');
   const destination = reader.string('destination', 'rasa_core_events');
   const hub = reader.string('hub', 'default');
-  const common = readCommonOptions(reader, config.source);
+  const common = readCommonOptions(reader);
   reader.done({ ...(options.onWarning ? { warn: options.onWarning } : {}) });
   return memoryBroker({
     destination,
@@ -125,7 +125,7 @@ function embeddedFile(config: BrokerConfig, options: CreateBrokerOptions): Broke
   // Rasa resolves `path` against the working directory; so does Parley.
   const path = reader.string('path', 'rasa_event.log');
   const fsync = reader.boolean('fsync');
-  const common = readCommonOptions(reader, config.source);
+  const common = readCommonOptions(reader);
   reader.done({ ...(options.onWarning ? { warn: options.onWarning } : {}) });
   return fileBroker({
     path,

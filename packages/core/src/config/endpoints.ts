@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { parseDocument } from 'yaml';
 import { ParleyError } from '../errors.js';
+import { didYouMeanHint } from '../suggest.js';
 
 /** The `event_broker` section of an endpoints.yml, Rasa's rules applied. */
 export interface BrokerConfig {
@@ -126,7 +127,9 @@ export function brokerConfig(
     throw new ConfigError(source, name, `expected a mapping of broker options, found ${describe(section)}`);
   }
   const env = options?.env ?? process.env;
-  const expanded = substitute(section, name, env, source) as Record<string, unknown>;
+  const missing = new Map<string, string[]>();
+  const expanded = substitute(section, name, env, missing) as Record<string, unknown>;
+  if (missing.size > 0) throw missingVariables(source, missing);
   // Rasa's `kwargs.pop("store_type", kwargs.pop("type", None))` runs inside out: both go, store_type wins.
   const typeKey = 'store_type' in expanded ? 'store_type' : 'type';
   const { type: _type, store_type: _storeType, ...rest } = expanded;
@@ -142,11 +145,11 @@ export function brokerConfig(
   const custom = /[./]/.test(raw) || raw.startsWith('@') ? raw : undefined;
   const type = known ?? custom;
   if (type !== undefined) return Object.freeze({ type, typeAsWritten: raw, ...base });
-  const accepted = [...AMQP_ALIASES, ...OTHER_TYPES].join(', ');
+  const accepted = [...AMQP_ALIASES, ...OTHER_TYPES];
   throw new ConfigError(
     source,
     `${name}.${typeKey}`,
-    `unknown broker type ${JSON.stringify(raw)}; expected one of ${accepted}, ` +
+    `unknown broker type ${JSON.stringify(raw)}${didYouMeanHint(raw, accepted)}; expected one of ${accepted.join(', ')}, ` +
       'or a module specifier (a Python-style dotted path, a package name or a path)',
   );
 }
@@ -155,34 +158,44 @@ export function brokerConfig(
  * Rasa expands only scalars its resolver matches (ones containing `${...}`), so `pa$$word` stays literal;
  * within those, `$X` is expanded too. Rasa's resolver sees only plain scalars, so it most likely leaves
  * quoted ones alone (unverified); Parley expands both because `password: "${PW}"` is what users write.
+ * Unset variables are collected in `missing` (variable → the keys using it) rather than thrown one at a time, so
+ * that one run reports every variable still to set.
  */
-function substitute(value: unknown, path: string, env: Env, source: string): unknown {
-  if (Array.isArray(value)) return value.map((item, i) => substitute(item, `${path}[${i}]`, env, source));
+function substitute(value: unknown, path: string, env: Env, missing: Map<string, string[]>): unknown {
+  if (Array.isArray(value)) return value.map((item, i) => substitute(item, `${path}[${i}]`, env, missing));
   if (isMapping(value)) {
     return Object.fromEntries(
-      Object.entries(value).map(([k, v]) => [k, substitute(v, `${path}.${k}`, env, source)]),
+      Object.entries(value).map(([k, v]) => [k, substitute(v, `${path}.${k}`, env, missing)]),
     );
   }
   if (typeof value !== 'string' || !TRIGGER.test(value)) return value;
-  const missing: string[] = [];
   // One pass, like expandvars: a value that itself contains `$` is inserted as is, never re-expanded.
-  const result = value.replace(REFERENCE, (match, ref: string) => {
+  return value.replace(REFERENCE, (match, ref: string) => {
     const name = ref.startsWith('{') ? ref.slice(1, -1) : ref;
     const found = env[name];
     if (found !== undefined) return found;
     // biome-ignore lint/suspicious/noTemplateCurlyInString: shows the empty reference as the user wrote it
-    missing.push(name === '' ? '${}' : name);
+    const shown = name === '' ? '${}' : name;
+    const paths = missing.get(shown) ?? [];
+    if (!paths.includes(path)) paths.push(path);
+    missing.set(shown, paths);
     return match;
   });
-  if (missing.length > 0) {
-    const names = [...new Set(missing)];
-    throw new ConfigError(
-      source,
-      path,
-      `environment variable${names.length > 1 ? 's' : ''} ${names.join(', ')} not set`,
-    );
+}
+
+/**
+ * Every unset variable at once, each with the keys that use it. One key: `event_broker.password: environment
+ * variable PW not set`; several: `environment variables not set: PW (event_broker.password), HOST (…)`.
+ */
+function missingVariables(source: string, missing: ReadonlyMap<string, readonly string[]>): ConfigError {
+  const names = [...missing.keys()];
+  const paths = [...new Set([...missing.values()].flat())];
+  const plural = names.length > 1 ? 's' : '';
+  if (paths.length === 1) {
+    return new ConfigError(source, paths[0], `environment variable${plural} ${names.join(', ')} not set`);
   }
-  return result;
+  const each = names.map((name) => `${name} (${missing.get(name)!.join(', ')})`).join(', ');
+  return new ConfigError(source, undefined, `environment variable${plural} not set: ${each}`);
 }
 
 /** Reads one adapter's keys from {@link BrokerConfig.options}; see {@link readOptions}. */
@@ -201,6 +214,12 @@ export interface OptionReader {
   boolean(key: string, fallback: boolean): boolean;
   /** A list of strings; a single string is a one-item list (Rasa's `queues: one` → ['one']). */
   stringList(key: string): string[] | undefined;
+  /**
+   * One of `values` (exact spelling); anything else is an error listing them, with the closest as a hint:
+   * `expected "python" or "compact", found "pyhton" (did you mean "python"?)`.
+   */
+  oneOf<T extends string>(key: string, values: readonly T[]): T | undefined;
+  oneOf<T extends string>(key: string, values: readonly T[], fallback: T): T;
   /**
    * Finishes reading: keys that were never read are an error listing them (`unknown key "foo" for the
    * amqp broker; known keys: …`), except keys in `warnOnly` (keys Rasa knows but this adapter ignores,
@@ -222,8 +241,8 @@ export type Bounds = { readonly min?: number; readonly max?: number };
 export function readOptions(config: BrokerConfig, adapter: string): OptionReader {
   const section = config.section ?? 'event_broker';
   const read = new Set<string>();
-  const fail = (key: string, expected: string, found: unknown): never => {
-    const shown = SECRET_KEY.test(key) ? '<redacted>' : describe(found);
+  const fail = (key: string, expected: string, found: unknown, hint = ''): never => {
+    const shown = SECRET_KEY.test(key) ? '<redacted>' : `${describe(found)}${hint}`;
     throw new ConfigError(config.source, `${section}.${key}`, `expected ${expected}, found ${shown}`);
   };
   const get = (key: string): unknown => {
@@ -274,13 +293,27 @@ export function readOptions(config: BrokerConfig, adapter: string): OptionReader
         typeof item === 'string' ? item : fail(`${key}[${i}]`, 'a string', item),
       );
     },
+    oneOf: ((key: string, values: readonly string[], fallback?: string) => {
+      const value = get(key);
+      if (value === undefined) return fallback;
+      if (typeof value === 'string' && values.includes(value)) return value;
+      const quoted = values.map((v) => JSON.stringify(v));
+      const expected =
+        quoted.length <= 2
+          ? quoted.join(' or ')
+          : `one of ${quoted.slice(0, -1).join(', ')} or ${quoted.at(-1)}`;
+      return fail(key, expected, value, typeof value === 'string' ? didYouMeanHint(value, values) : '');
+    }) as OptionReader['oneOf'],
     done: (opts) => {
       const warnOnly = opts?.warnOnly ?? {};
       const unread = Object.keys(config.options).filter((key) => !read.has(key));
       const unknown = unread.filter((key) => !Object.hasOwn(warnOnly, key));
       if (unknown.length > 0) {
-        const known = [...new Set([...read, ...Object.keys(warnOnly)])].sort().join(', ') || '(none)';
-        const names = unknown.map((key) => JSON.stringify(key)).join(', ');
+        const knownKeys = [...new Set([...read, ...Object.keys(warnOnly)])].sort();
+        const known = knownKeys.join(', ') || '(none)';
+        const names = unknown
+          .map((key) => `${JSON.stringify(key)}${didYouMeanHint(key, knownKeys)}`)
+          .join(', ');
         const detail = `unknown key${unknown.length > 1 ? 's' : ''} ${names} for the ${adapter} broker`;
         throw new ConfigError(config.source, section, `${detail}; known keys: ${known}`);
       }
