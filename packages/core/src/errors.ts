@@ -31,14 +31,20 @@ export class EventValidationError extends ParleyError {
   /** The `event` name, when the input had one. */
   readonly eventName: string | undefined;
 
-  constructor(eventName: string | undefined, issues: readonly ValidationIssue[]) {
+  /** `hint`, when given, ends the message: what to do about it. */
+  constructor(
+    eventName: string | undefined,
+    issues: readonly ValidationIssue[],
+    options?: { hint?: string },
+  ) {
     const first = issues[0] ?? { path: '', expected: 'a valid event', found: 'something else' };
     const what = eventName === undefined ? 'event' : `"${eventName}" event`;
     const where = first.path === '' ? '' : ` at ${first.path}`;
     const more =
       issues.length > 1 ? ` (and ${issues.length - 1} more issue${issues.length > 2 ? 's' : ''})` : '';
+    const hint = options?.hint === undefined ? '' : `; ${options.hint}`;
     super(
-      `invalid ${what}${where}: expected ${first.expected}, found ${first.found}${more}`,
+      `invalid ${what}${where}: expected ${first.expected}, found ${first.found}${more}${hint}`,
       'EVENT_INVALID',
     );
     this.issues = issues;

@@ -4,8 +4,8 @@
 
 /**
  * The candidate `value` most likely meant, or undefined when none is close. Close means: the same once case and
- * `_`/`-` are ignored (`exchangeName` → `exchange_name`), a prefix or a part of a longer name (`exchange` →
- * `exchange_name`, `user` → `username`), or a few typos away (`destnation`, `pyhton`, `rabitmq`; about one edit
+ * `_`/`-` are ignored (`exchangeName` → `exchange_name`), at least half of a longer name (`exchange` →
+ * `exchange_name`, `user` → `username`, `prefetch_count` → `prefetch`), or a few typos away (`destnation`, `pyhton`, `rabitmq`; about one edit
  * per three letters, a swap of two neighbours counting as one).
  */
 export function didYouMean(value: string, candidates: Iterable<string>): string | undefined {
@@ -43,8 +43,10 @@ function closeness(a: string, b: string): number | undefined {
   const distance = editDistance(a, b);
   const limit = Math.min(3, Math.max(1, Math.floor(Math.max(a.length, b.length) / 3)));
   if (distance <= limit) return distance;
-  // A prefix or part of a longer name is a likely short form, unless it is too short to mean anything.
-  if (Math.min(a.length, b.length) >= 3 && (b.includes(a) || a.includes(b))) return 1.5;
+  // A part of a longer name is a likely short form (`exchange` of `exchange_name`) when it is most of it: a long
+  // name that merely contains a short one (`agent_handoff`, `agent`) is more likely a name of its own.
+  const [short, long] = a.length <= b.length ? [a, b] : [b, a];
+  if (short.length >= 3 && short.length * 2 >= long.length && long.includes(short)) return 1.5;
   return undefined;
 }
 

@@ -16,6 +16,7 @@ import {
   memoryBroker,
   memoryDriver,
   slotSet,
+  unknownEvent,
   userUttered,
 } from '../src/index.js';
 
@@ -260,7 +261,7 @@ describe('subscriptions', () => {
     await sub.ready;
     await broker.publish({ sender_id: 's', ...userUttered('hello') });
     await broker.publish({ sender_id: 's', ...slotSet('city', 'Oslo') });
-    await broker.publish({ sender_id: 's', event: 'agent_handoff', timestamp: 1 });
+    await broker.publish({ sender_id: 's', ...unknownEvent({ event: 'agent_handoff', timestamp: 1 }) });
     await broker.publish({ sender_id: 's', event: 'restart', timestamp: 2 });
     await finished;
     expect([texts, names, others]).toEqual([['hello'], ['city'], ['agent_handoff', 'restart']]);

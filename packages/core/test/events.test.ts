@@ -21,6 +21,7 @@ import {
   slotSet,
   stackPatch,
   stringifyEvent,
+  unknownEvent,
   userCommands,
   userEntities,
   userIntent,
@@ -113,7 +114,9 @@ describe('parseEvent', () => {
   it('keeps unknown events intact, and rejects them when strict', () => {
     const input = { event: 'agent_handoff', timestamp: 2.5, to: 'human', nested: { a: [1] } };
     const event = parseEvent(input);
-    expect(event).toBe(input);
+    // Every field, plus the mark that lets it be published again; the caller's object is left as it was.
+    expect(event).toEqual(unknownEvent(input));
+    expect(Object.getOwnPropertySymbols(input)).toEqual([]);
     expect(isKnownEvent(event)).toBe(false);
     expect(() => parseEvent(input, { strict: true })).toThrow('unknown event "agent_handoff"');
   });

@@ -88,7 +88,11 @@ export function defineBroker<Client>(
 
   let warnedHeaders = false;
   const encode = (envelope: EventEnvelope<AnyEvent>, publishOptions?: PublishOptions): OutgoingMessage => {
-    const text = stringifyEvent(envelope, { format, strict: options.strict === true });
+    const text = stringifyEvent(envelope, {
+      format,
+      strict: options.strict === true,
+      allowUnknown: publishOptions?.allowUnknown === true,
+    });
     if (!driver.capabilities.headers && publishOptions?.headers && !warnedHeaders) {
       warnedHeaders = true;
       warn(`[parley] [${scope}] this broker cannot carry message headers: they are not sent (the event is)`);

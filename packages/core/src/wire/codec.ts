@@ -10,8 +10,11 @@
  */
 import { isUtf8 } from 'node:buffer';
 import { describeValue, EventDecodeError, EventValidationError, ParleyError } from '../errors.js';
-import { checkEvent, type ParseOptions } from '../events/parse.js';
+import { checkEvent, isKnownEvent, type ParseOptions } from '../events/parse.js';
+import { eventNames } from '../events/schemas.js';
 import type { AnyEvent, EventEnvelope, RasaEvent } from '../events/types.js';
+import { hasUnknownMark, markUnknown } from '../events/unknown.js';
+import { didYouMeanHint } from '../suggest.js';
 import {
   dumpsPython,
   type FloatHints,
@@ -28,8 +31,16 @@ export interface EncodeOptions {
   readonly format?: WireFormat;
   /** Validate the event before encoding (default true): an invalid event is never published. */
   readonly validate?: boolean;
-  /** Also reject event names Parley does not know. Default false. */
+  /**
+   * Reject every event name Parley does not know, decoded ones included. Default false: unknown names are
+   * encoded when the event carries `unknownEventMark` (decoded, parsed, or built with `unknownEvent()`).
+   */
   readonly strict?: boolean;
+  /**
+   * Also encode an unknown event name without `unknownEventMark` (a hand-built object, or an edited copy that lost
+   * it). Default false: such a name is most likely a typo of a known one, and is refused.
+   */
+  readonly allowUnknown?: boolean;
 }
 
 export interface DecodeOptions extends ParseOptions {}
@@ -91,14 +102,19 @@ const floatHints = new Map<string, FloatHints>(
   }),
 );
 
-/** Encodes an envelope to UTF-8 bytes. @throws EventValidationError when the event is invalid. */
+/**
+ * Encodes an envelope to UTF-8 bytes.
+ * @throws EventValidationError when the event is invalid, or has an unknown name without `unknownEventMark` (and
+ *         no `allowUnknown`).
+ */
 export function encodeEvent(envelope: EventEnvelope<AnyEvent>, options?: EncodeOptions): Uint8Array {
   return Buffer.from(stringifyEvent(envelope, options), 'utf8');
 }
 
 /** Encodes an envelope to a string, for transports whose bodies are text (SQS, Redis). */
 export function stringifyEvent(envelope: EventEnvelope<AnyEvent>, options?: EncodeOptions): string {
-  if (options?.validate !== false) assertEnvelope(envelope, options?.strict === true);
+  if (options?.validate !== false)
+    assertEnvelope(envelope, options?.strict === true, options?.allowUnknown === true);
   if (options?.format === 'python') {
     const source = SourceText.of(envelope);
     if (source !== undefined) return dumpsPython(envelope, { shape: scanNumberShape(source) });
@@ -113,7 +129,7 @@ export function stringifyEvent(envelope: EventEnvelope<AnyEvent>, options?: Enco
   return JSON.stringify(envelope);
 }
 
-function assertEnvelope(envelope: EventEnvelope<AnyEvent>, strict: boolean): void {
+function assertEnvelope(envelope: EventEnvelope<AnyEvent>, strict: boolean, allowUnknown: boolean): void {
   const senderId = (envelope as { sender_id?: unknown } | null)?.sender_id;
   if (typeof senderId !== 'string') {
     const name = (envelope as { event?: unknown } | null)?.event;
@@ -123,6 +139,26 @@ function assertEnvelope(envelope: EventEnvelope<AnyEvent>, strict: boolean): voi
   }
   const event = checkEvent(envelope, strict);
   if (event instanceof ParleyError) throw event;
+  if (!allowUnknown && !isKnownEvent(event) && !hasUnknownMark(envelope)) throw unmarkedUnknown(event.event);
+}
+
+/** A hand-built event whose name Parley does not know: most likely a typo, said with the nearest known name. */
+function unmarkedUnknown(name: string): EventValidationError {
+  return new EventValidationError(
+    name,
+    [
+      {
+        path: 'event',
+        expected: 'a known event name',
+        found: `${JSON.stringify(name)}${didYouMeanHint(name, eventNames)}`,
+      },
+    ],
+    {
+      hint:
+        `to send an event name Parley does not know, build it with unknownEvent({ event: ${JSON.stringify(name)}, … }) ` +
+        'or pass { allowUnknown: true }',
+    },
+  );
 }
 
 /**
@@ -192,6 +228,8 @@ function decode(
   }
   const event = checkEvent(value, strict);
   if (event instanceof ParleyError) return event;
+  // Read from the wire, an unknown name is a newer Rasa's event, not a typo: it may be published again as it is.
+  if (!isKnownEvent(event)) markUnknown(event);
   SourceText.attach(event, text, pythonTokens);
   return event as EventEnvelope<AnyEvent>;
 }
