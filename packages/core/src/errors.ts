@@ -55,7 +55,10 @@ export class EventValidationError extends ParleyError {
   }
 }
 
-/** Bytes that are not an event envelope at all: not UTF-8, not JSON, not an object, no `sender_id`. */
+/**
+ * Bytes that cannot be read at all: not UTF-8, or not JSON. JSON that is not a valid envelope (not an object, no
+ * `sender_id`) is an {@link EventValidationError}, like any other schema failure.
+ */
 export class EventDecodeError extends ParleyError {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, 'EVENT_UNDECODABLE', options);

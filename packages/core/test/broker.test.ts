@@ -9,6 +9,7 @@ import {
   ConfigError,
   createBroker,
   createTracker,
+  type DeadLetter,
   defineBroker,
   type EventEnvelope,
   InMemoryTrackerStore,
@@ -266,6 +267,36 @@ describe('subscriptions', () => {
     await finished;
     expect([texts, names, others]).toEqual([['hello'], ['city'], ['agent_handoff', 'restart']]);
     await broker.close();
+  });
+
+  it('dead-letters valid JSON that is no valid envelope (no sender_id) as invalid, and bytes that are not JSON as undecodable', async () => {
+    const hub = new MemoryHub();
+    const destination = uniq();
+    const raw = memoryDriver({ hub, destination });
+    await raw.connect(new AbortController().signal);
+    const broker = memoryBroker({ hub, destination, ...quiet });
+    const letters: DeadLetter[] = [];
+    let done!: () => void;
+    const all = new Promise<void>((resolve) => (done = resolve));
+    const sub = broker.subscribe(() => {}, {
+      onDeadLetter: (letter) => {
+        letters.push(letter);
+        if (letters.length === 3) done();
+      },
+    });
+    await sub.ready;
+    const bodies = ['{"event": "user", "timestamp": 1, "text": "hi"}', '["x"]', 'not json {'];
+    await raw.send(
+      bodies.map((body) => ({ body: Buffer.from(body), senderId: 'x', eventName: 'user', headers: {} })),
+    );
+    await all;
+    expect(letters.map((l) => [Buffer.from(l.body).toString(), l.reason, l.error.code])).toEqual([
+      [bodies[0], 'invalid', 'EVENT_INVALID'],
+      [bodies[1], 'invalid', 'EVENT_INVALID'],
+      [bodies[2], 'undecodable', 'EVENT_UNDECODABLE'],
+    ]);
+    expect(letters[0]!.error.message).toContain('at sender_id: expected a string (the conversation id)');
+    await Promise.all([broker.close(), raw.close()]);
   });
 
   it('reads a subscription as an async iterator', async () => {

@@ -63,8 +63,8 @@ function expectDecodeError(error: unknown): void {
   }
   expect(error.message.startsWith('[parley] ')).toBe(true);
   if (error instanceof EventValidationError) {
-    // Top-level non-objects are EventDecodeErrors here, so a validation error always has a path.
-    expect(error.path).not.toBe('');
+    // Only a top-level non-object has no path: the whole payload is at fault.
+    if (error.path === '') expect(error.expected).toBe('a JSON object (an event envelope)');
     expect(error.expected).not.toBe('');
     expect(error.found).not.toBe('');
     expect(error.issues.length).toBeGreaterThan(0);

@@ -131,15 +131,18 @@ export function stringifyEvent(envelope: EventEnvelope<AnyEvent>, options?: Enco
 
 function assertEnvelope(envelope: EventEnvelope<AnyEvent>, strict: boolean, allowUnknown: boolean): void {
   const senderId = (envelope as { sender_id?: unknown } | null)?.sender_id;
-  if (typeof senderId !== 'string') {
-    const name = (envelope as { event?: unknown } | null)?.event;
-    throw new EventValidationError(typeof name === 'string' ? name : undefined, [
-      { path: 'sender_id', expected: 'a string (the conversation id)', found: describeValue(senderId) },
-    ]);
-  }
+  if (typeof senderId !== 'string') throw senderIdError(envelope, senderId);
   const event = checkEvent(envelope, strict);
   if (event instanceof ParleyError) throw event;
   if (!allowUnknown && !isKnownEvent(event) && !hasUnknownMark(envelope)) throw unmarkedUnknown(event.event);
+}
+
+/** The same error for an envelope without a string `sender_id`, encoded or decoded. */
+function senderIdError(envelope: unknown, senderId: unknown): EventValidationError {
+  const name = (envelope as { event?: unknown } | null)?.event;
+  return new EventValidationError(typeof name === 'string' ? name : undefined, [
+    { path: 'sender_id', expected: 'a string (the conversation id)', found: describeValue(senderId) },
+  ]);
 }
 
 /** A hand-built event whose name Parley does not know: most likely a typo, said with the nearest known name. */
@@ -164,8 +167,9 @@ function unmarkedUnknown(name: string): EventValidationError {
 /**
  * Decodes bytes (or a string) into a validated envelope. Accepts everything Rasa can write, including Python's
  * NaN and Infinity.
- * @throws EventDecodeError for bytes that are not a JSON object with a string `sender_id`;
- *         EventValidationError for an event that does not match its schema.
+ * @throws EventDecodeError (`EVENT_UNDECODABLE`) for bytes that are not UTF-8 JSON; EventValidationError
+ *         (`EVENT_INVALID`) for JSON that is not a valid envelope: not an object, no string `sender_id`, or an
+ *         event that does not match its schema.
  */
 export function decodeEvent(
   input: Uint8Array | string,
@@ -217,15 +221,15 @@ function decode(
     const why = error instanceof JsonSyntaxError ? error.message : String(error);
     return new EventDecodeError(`payload is not JSON: ${why}`, { cause: error });
   }
+  // From here on the payload is JSON: what is wrong with it is a schema failure (EVENT_INVALID, dead-lettered as
+  // `invalid`), the missing `sender_id` included; only bytes that are not UTF-8 JSON are EVENT_UNDECODABLE.
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    return new EventDecodeError(
-      `payload: expected a JSON object (an event envelope), found ${describeValue(value)}`,
-    );
+    return new EventValidationError(undefined, [
+      { path: '', expected: 'a JSON object (an event envelope)', found: describeValue(value) },
+    ]);
   }
   const senderId = (value as { sender_id?: unknown }).sender_id;
-  if (typeof senderId !== 'string') {
-    return new EventDecodeError(`payload.sender_id: expected a string, found ${describeValue(senderId)}`);
-  }
+  if (typeof senderId !== 'string') return senderIdError(value, senderId);
   const event = checkEvent(value, strict);
   if (event instanceof ParleyError) return event;
   // Read from the wire, an unknown name is a newer Rasa's event, not a typo: it may be published again as it is.
