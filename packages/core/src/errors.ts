@@ -6,9 +6,13 @@ export class ParleyError extends Error {
   /** A stable, machine-readable reason, e.g. `EVENT_INVALID`. */
   readonly code: string;
 
+  /** Any URL in `message` loses its password here, whoever built the message (and so does the stack). */
   constructor(message: string, code: string, options?: { cause?: unknown; scope?: string }) {
     const scope = options?.scope ? ` [${options.scope}]` : '';
-    super(`[parley]${scope} ${message}`, options?.cause === undefined ? undefined : { cause: options.cause });
+    super(
+      redactUrl(`[parley]${scope} ${message}`),
+      options?.cause === undefined ? undefined : { cause: options.cause },
+    );
     this.name = new.target.name;
     this.code = code;
   }
@@ -131,4 +135,13 @@ export function errorSummary(error: unknown): { name: string; message: string; c
       : { name: error.name, message: error.message };
   }
   return { name: 'Error', message: String(error) };
+}
+
+/**
+ * `amqp://user:pass@host:5672/vhost` → `amqp://user:<redacted>@host:5672/vhost`, for every URL in a text (any
+ * scheme: amqp, amqps, redis, kafka…). For messages, warnings and logs: Parley's own errors pass through it.
+ */
+export function redactUrl(text: string): string {
+  // Greedy up to the authority's last '@', like URL parsers: an unencoded '@' in a password stays hidden.
+  return text.replace(/\b([a-z][a-z0-9+.-]*:\/\/)([^\s/?#@:]*):([^\s/?#]*)@/gi, '$1$2:<redacted>@');
 }

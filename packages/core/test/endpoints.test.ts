@@ -284,6 +284,31 @@ describe('files and sections', () => {
     expect(error.message).not.toContain('hunter2');
   });
 
+  it('YAML errors say what is wrong in their own words, with the key, never quoting the text', () => {
+    const message = (yaml: string) => configError(() => parseEndpoints(yaml, 'e.yml', noEnv)).message;
+    // The YAML library would say `Unresolved alias (the anchor must be set before the alias): Xy9!secret`.
+    expect(message('event_broker:\n  url: x\n  password: *Xy9!secret\n')).toBe(
+      '[parley] e.yml: event_broker.password: invalid YAML at line 3, column 13: a value starting with * is read ' +
+        "as an alias, and no anchor has that name: quote the value ('*…')",
+    );
+    // An unknown tag is an error, as in Rasa (ruamel), not a warning and a silently dropped value.
+    expect(message('event_broker:\n  password: !Xy9secret\n')).toBe(
+      '[parley] e.yml: event_broker.password: invalid YAML at line 2, column 13: a value starting with ! is read ' +
+        "as a YAML tag: quote the value ('!…')",
+    );
+    expect(message('event_broker:\n  queues:\n    - a\n    - *Xy9secret\n')).toMatch(
+      /^\[parley\] e\.yml: event_broker\.queues\[1\]: invalid YAML at line 4, column 7: /,
+    );
+    expect(message('event_broker:\n  password: "Xy9\\qsecret"\n')).toContain('an invalid escape sequence');
+    for (const yaml of ['a: *Xy9secret\n', 'event_broker:\n  password: @Xy9secret\n']) {
+      expect(message(yaml)).not.toContain('Xy9');
+    }
+    // Anchors and aliases that resolve still work.
+    expect(parseEndpoints('p: &pw s3\nevent_broker:\n  password: *pw\n', 'e.yml')?.options).toEqual({
+      password: 's3',
+    });
+  });
+
   it('a section or a file that is not a mapping is an error', () => {
     expect(() => parseEndpoints('event_broker: [a, b]\n', 'e.yml')).toThrow(
       '[parley] e.yml: event_broker: expected a mapping of broker options, found a list',
@@ -370,6 +395,12 @@ describe('readOptions', () => {
     );
     expect(() => reader.integer('api_key')).toThrow('found <redacted>');
     expect(() => reader.integer('url')).toThrow('found "amqp://<redacted>@host/v"');
+    // Every Parley error, whoever wrote its message, loses URL passwords (its stack too).
+    const error = new ConfigError('e.yml', 'event_broker.url', 'cannot use amqps://u:hunter2@host:5671/v');
+    expect(error.message).toBe(
+      '[parley] e.yml: event_broker.url: cannot use amqps://u:<redacted>@host:5671/v',
+    );
+    expect(error.stack).not.toContain('hunter2');
   });
 
   it('done() lists unknown keys with the known ones', () => {

@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { parseDocument } from 'yaml';
+import { type Document, isPair, isScalar, isSeq, LineCounter, type Node, parseDocument, visit } from 'yaml';
 import { ParleyError } from '../errors.js';
 import { didYouMeanHint } from '../suggest.js';
 
@@ -89,18 +89,33 @@ export function parseEndpoints(
 ): BrokerConfig | undefined {
   const section = options?.section ?? 'event_broker';
   // Rasa reads YAML 1.2 with ruamel, which honours `<<` merge keys and rejects duplicate keys.
-  const doc = parseDocument(yamlText, { version: '1.2', merge: true, uniqueKeys: true, prettyErrors: true });
-  const error = doc.errors[0];
-  if (error) {
-    // The pretty message quotes the offending line, which may hold a password: keep only the position.
-    const where = error.linePos ? ` at line ${error.linePos[0].line}, column ${error.linePos[0].col}` : '';
-    throw new ConfigError(source, undefined, `invalid YAML${where}: ${error.message.split(' at line ')[0]}`);
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(yamlText, {
+    version: '1.2',
+    merge: true,
+    uniqueKeys: true,
+    prettyErrors: true,
+    lineCounter,
+  });
+  const problem = yamlProblem(doc);
+  if (problem) {
+    // The YAML library's messages quote the source (`Unresolved alias …: Xy9!secret`), which may be a password:
+    // Parley says what is wrong in its own words, with the position and the key, never the text.
+    const { line, col } = lineCounter.linePos(problem.offset);
+    const what = YAML_PROBLEMS[problem.code] ?? 'the YAML syntax is invalid here';
+    throw new ConfigError(
+      source,
+      keyAt(doc, problem.offset),
+      `invalid YAML at line ${line}, column ${col}: ${what}`,
+    );
   }
   let content: unknown;
   try {
     content = doc.toJS();
   } catch (cause) {
-    throw new ConfigError(source, undefined, `invalid YAML: ${(cause as Error).message}`, { cause });
+    // Not echoed, nor kept as the cause: the library's message may quote a value.
+    const name = cause instanceof Error ? cause.name : 'Error';
+    throw new ConfigError(source, undefined, `invalid YAML: it cannot be read as data (${name})`);
   }
   if (content === null || content === undefined) return undefined;
   if (!isMapping(content)) {
@@ -152,6 +167,86 @@ export function brokerConfig(
     `unknown broker type ${JSON.stringify(raw)}${didYouMeanHint(raw, accepted)}; expected one of ${accepted.join(', ')}, ` +
       'or a module specifier (a Python-style dotted path, a package name or a path)',
   );
+}
+
+/** What an endpoints.yml may get wrong, said without quoting it; most often an unquoted value starting with `*`, `!`… */
+const YAML_PROBLEMS: Readonly<Record<string, string>> = {
+  BAD_ALIAS:
+    "a value starting with * is read as an alias, and no anchor has that name: quote the value ('*…')",
+  TAG_RESOLVE_FAILED: "a value starting with ! is read as a YAML tag: quote the value ('!…')",
+  BAD_SCALAR_START: 'a plain value cannot start with @ or `: quote the value',
+  BAD_DQ_ESCAPE:
+    'an invalid escape sequence in a double-quoted value: use single quotes, or write \\\\ for a backslash',
+  DUPLICATE_KEY: 'a key appears twice in the same mapping',
+  MISSING_CHAR: 'a closing quote, bracket or separator is missing',
+  MULTILINE_IMPLICIT_KEY: 'a key must be on one line (is a ":" missing, or the indentation off?)',
+  BAD_INDENT: 'the indentation is inconsistent',
+  TAB_AS_INDENT: 'tabs are not allowed as indentation',
+  BLOCK_AS_IMPLICIT_KEY: 'a block value cannot be a key',
+  BLOCK_IN_FLOW: 'a block value inside [ ] or { }',
+  MULTIPLE_DOCS: 'more than one YAML document (a "---" line)',
+  MULTIPLE_ANCHORS: 'a value has more than one anchor (&)',
+  MULTIPLE_TAGS: 'a value has more than one tag (!)',
+  ALIAS_PROPS: 'an alias (*) cannot have an anchor or a tag',
+  BAD_PROP_ORDER: 'an anchor or tag is in the wrong place',
+  BAD_DIRECTIVE: 'an unknown % directive',
+  BAD_COLLECTION_TYPE: 'a tag that does not fit its value',
+  KEY_OVER_1024_CHARS: 'a key longer than 1024 characters',
+  RESOURCE_EXHAUSTION: 'too many aliases',
+  UNEXPECTED_TOKEN:
+    'unexpected characters: does a value start with a special character (* & ! | > % @ `) and need quotes?',
+};
+
+/**
+ * The first thing that makes the document unusable: a syntax error, an unknown tag (ruamel, and so Rasa, fails on
+ * it; the YAML library only warns and silently drops the value), or an alias with no anchor (found here, with its
+ * position, rather than by `toJS()` throwing).
+ */
+function yamlProblem(doc: Document): { code: string; offset: number } | undefined {
+  const error = doc.errors[0] ?? doc.warnings.find((warning) => warning.code === 'TAG_RESOLVE_FAILED');
+  if (error) return { code: error.code, offset: error.pos[0] };
+  let unresolved: { code: string; offset: number } | undefined;
+  visit(doc, {
+    Alias(_, alias) {
+      if (alias.resolve(doc) !== undefined) return undefined;
+      unresolved = { code: 'BAD_ALIAS', offset: alias.range?.[0] ?? 0 };
+      return visit.BREAK;
+    },
+  });
+  return unresolved;
+}
+
+/** The dotted key (`event_broker.password`, `event_broker.queues[1]`) whose entry holds `offset`, if any. */
+function keyAt(doc: Document, offset: number): string | undefined {
+  let found: string | undefined;
+  visit(doc, {
+    Pair(_, pair, path) {
+      const start = (pair.key as Node | null)?.range?.[0];
+      const end = (pair.value as Node | null)?.range?.[2] ?? (pair.key as Node | null)?.range?.[2];
+      if (start === undefined || end === undefined || offset < start || offset > end) return;
+      // Parents come before children: the last match is the innermost key.
+      let key = '';
+      const chain = [...path, pair];
+      for (const [i, node] of chain.entries()) {
+        if (isPair(node))
+          key += `${key === '' ? '' : '.'}${isScalar(node.key) ? String(node.key.value) : '?'}`;
+        else if (isSeq(node) && i + 1 < chain.length) key += `[${node.items.indexOf(chain[i + 1] as never)}]`;
+      }
+      // A list item has no key of its own: name it by its index.
+      let value: unknown = pair.value;
+      while (isSeq(value)) {
+        const index = value.items.findIndex((item) => {
+          const range = (item as Node | null)?.range;
+          return range != null && offset >= range[0] && offset <= range[2];
+        });
+        if (index === -1) break;
+        key += `[${index}]`;
+        value = value.items[index];
+      }
+      found = key;
+    },
+  });
+  return found;
 }
 
 /**
