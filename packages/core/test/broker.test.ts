@@ -12,6 +12,7 @@ import {
   type DeadLetter,
   defineBroker,
   type EventEnvelope,
+  fileBroker,
   InMemoryTrackerStore,
   MemoryHub,
   memoryBroker,
@@ -270,25 +271,22 @@ describe('subscriptions', () => {
   });
 
   it('dead-letters valid JSON that is no valid envelope (no sender_id) as invalid, and bytes that are not JSON as undecodable', async () => {
-    const hub = new MemoryHub();
-    const destination = uniq();
-    const raw = memoryDriver({ hub, destination });
-    await raw.connect(new AbortController().signal);
-    const broker = memoryBroker({ hub, destination, ...quiet });
+    // A foreign producer's lines in Rasa's file broker log: the bytes reach the subscription as they are.
+    const path = join(mkdtempSync(join(tmpdir(), 'parley-')), 'events.log');
+    const bodies = ['{"event": "user", "timestamp": 1, "text": "hi"}', '["x"]', 'not json {'];
+    writeFileSync(path, `${bodies.join('\n')}\n`);
+    const broker = fileBroker({ path, ...quiet });
     const letters: DeadLetter[] = [];
     let done!: () => void;
     const all = new Promise<void>((resolve) => (done = resolve));
     const sub = broker.subscribe(() => {}, {
+      from: 'beginning',
       onDeadLetter: (letter) => {
         letters.push(letter);
         if (letters.length === 3) done();
       },
     });
     await sub.ready;
-    const bodies = ['{"event": "user", "timestamp": 1, "text": "hi"}', '["x"]', 'not json {'];
-    await raw.send(
-      bodies.map((body) => ({ body: Buffer.from(body), senderId: 'x', eventName: 'user', headers: {} })),
-    );
     await all;
     expect(letters.map((l) => [Buffer.from(l.body).toString(), l.reason, l.error.code])).toEqual([
       [bodies[0], 'invalid', 'EVENT_INVALID'],
@@ -296,7 +294,7 @@ describe('subscriptions', () => {
       [bodies[2], 'undecodable', 'EVENT_UNDECODABLE'],
     ]);
     expect(letters[0]!.error.message).toContain('at sender_id: expected a string (the conversation id)');
-    await Promise.all([broker.close(), raw.close()]);
+    await broker.close();
   });
 
   it('reads a subscription as an async iterator', async () => {
