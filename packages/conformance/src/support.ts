@@ -15,6 +15,7 @@ import {
   type EventEnvelope,
   now,
   slotSet,
+  unknownEvent,
   userUttered,
 } from '@parley/core';
 import { rasaSampleLines } from './rasa-sample.js';
@@ -154,12 +155,12 @@ export function makeEvent(run: string, seq: number, sender: string, kind?: Event
       break;
     default:
       // A name Parley does not know: it must travel intact all the same (Rasa keeps adding event types).
-      event = {
+      event = unknownEvent({
         event: 'conformance_custom',
         timestamp: now(),
         metadata,
         payload: { seq, nested: { a: [1] } },
-      };
+      });
   }
   // `sender_id` first, as Rasa writes it.
   return { sender_id: sender, ...event };

@@ -6,9 +6,13 @@ export class ParleyError extends Error {
   /** A stable, machine-readable reason, e.g. `EVENT_INVALID`. */
   readonly code: string;
 
+  /** Any URL in `message` loses its password here, whoever built the message (and so does the stack). */
   constructor(message: string, code: string, options?: { cause?: unknown; scope?: string }) {
     const scope = options?.scope ? ` [${options.scope}]` : '';
-    super(`[parley]${scope} ${message}`, options?.cause === undefined ? undefined : { cause: options.cause });
+    super(
+      redactUrl(`[parley]${scope} ${message}`),
+      options?.cause === undefined ? undefined : { cause: options.cause },
+    );
     this.name = new.target.name;
     this.code = code;
   }
@@ -31,14 +35,20 @@ export class EventValidationError extends ParleyError {
   /** The `event` name, when the input had one. */
   readonly eventName: string | undefined;
 
-  constructor(eventName: string | undefined, issues: readonly ValidationIssue[]) {
+  /** `hint`, when given, ends the message: what to do about it. */
+  constructor(
+    eventName: string | undefined,
+    issues: readonly ValidationIssue[],
+    options?: { hint?: string },
+  ) {
     const first = issues[0] ?? { path: '', expected: 'a valid event', found: 'something else' };
     const what = eventName === undefined ? 'event' : `"${eventName}" event`;
     const where = first.path === '' ? '' : ` at ${first.path}`;
     const more =
       issues.length > 1 ? ` (and ${issues.length - 1} more issue${issues.length > 2 ? 's' : ''})` : '';
+    const hint = options?.hint === undefined ? '' : `; ${options.hint}`;
     super(
-      `invalid ${what}${where}: expected ${first.expected}, found ${first.found}${more}`,
+      `invalid ${what}${where}: expected ${first.expected}, found ${first.found}${more}${hint}`,
       'EVENT_INVALID',
     );
     this.issues = issues;
@@ -49,7 +59,10 @@ export class EventValidationError extends ParleyError {
   }
 }
 
-/** Bytes that are not an event envelope at all: not UTF-8, not JSON, not an object, no `sender_id`. */
+/**
+ * Bytes that cannot be read at all: not UTF-8, or not JSON. JSON that is not a valid envelope (not an object, no
+ * `sender_id`) is an {@link EventValidationError}, like any other schema failure.
+ */
 export class EventDecodeError extends ParleyError {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, 'EVENT_UNDECODABLE', options);
@@ -140,4 +153,13 @@ export function errorSummary(error: unknown): { name: string; message: string; c
       : { name: error.name, message: error.message };
   }
   return { name: 'Error', message: String(error) };
+}
+
+/**
+ * `amqp://user:pass@host:5672/vhost` → `amqp://user:<redacted>@host:5672/vhost`, for every URL in a text (any
+ * scheme: amqp, amqps, redis, kafka…). For messages, warnings and logs: Parley's own errors pass through it.
+ */
+export function redactUrl(text: string): string {
+  // Greedy up to the authority's last '@', like URL parsers: an unencoded '@' in a password stays hidden.
+  return text.replace(/\b([a-z][a-z0-9+.-]*:\/\/)([^\s/?#@:]*):([^\s/?#]*)@/gi, '$1$2:<redacted>@');
 }

@@ -25,6 +25,13 @@ export * from './events/parse.js';
 export * from './events/readers.js';
 export * from './events/schemas.js';
 export type * from './events/types.js';
+export {
+  type UnknownEventInit,
+  type UnknownEventOf,
+  unknownEvent,
+  unknownEventMark,
+} from './events/unknown.js';
+export { didYouMean } from './suggest.js';
 export * from './tracker/tracker-store.js';
 export * from './wire/codec.js';
 export {

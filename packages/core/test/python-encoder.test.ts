@@ -5,7 +5,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { decodeEvent, encodeEvent, stringifyEvent } from '../src/index.js';
+import { decodeEvent, type EventEnvelope, encodeEvent, stringifyEvent } from '../src/index.js';
 import { dumpsPython, encodePython, parseJson, scanNumberShape } from '../src/wire/python-json.js';
 import { wireLines } from './support/fixtures.js';
 
@@ -26,7 +26,7 @@ describe('outputs', () => {
   });
 
   it('can be large, before and after small ones', () => {
-    const small = { sender_id: 's', event: 'slot', timestamp: 1, name: 'n', value: 'v' };
+    const small: EventEnvelope = { sender_id: 's', event: 'slot', timestamp: 1, name: 'n', value: 'v' };
     const smallText = '{"sender_id": "s", "event": "slot", "timestamp": 1.0, "name": "n", "value": "v"}';
     const first = encodeEvent(small, python);
     for (const size of [4_000, 4_200, 9_000, 300_000, 2_000_000]) {
@@ -40,10 +40,10 @@ describe('outputs', () => {
   });
 
   it('survive a toJSON that encodes while it is being encoded', () => {
-    const inner = { sender_id: 'i', event: 'slot', timestamp: 2.5, name: 'x', value: null };
+    const inner: EventEnvelope = { sender_id: 'i', event: 'slot', timestamp: 2.5, name: 'x', value: null };
     const innerText = stringifyEvent(inner, python);
     let nested: Uint8Array | undefined;
-    const outer = {
+    const outer: EventEnvelope = {
       sender_id: 'o',
       event: 'slot',
       timestamp: 1,

@@ -97,9 +97,9 @@ const undecodablePayload: CaseDefinition = {
       {
         what: 'JSON without sender_id',
         body: bytesOf(`{"event": "user", "timestamp": 1, "text": "${t.run}"}`),
-        reason: 'undecodable',
+        reason: 'invalid',
       },
-      { what: 'JSON that is not an object', body: bytesOf(`["${t.run}"]`), reason: 'undecodable' },
+      { what: 'JSON that is not an object', body: bytesOf(`["${t.run}"]`), reason: 'invalid' },
     ]),
 };
 

@@ -71,6 +71,8 @@ export interface Capabilities {
 export interface PublishOptions {
   /** Extra message headers (AMQP headers, Kafka headers, SQS message attributes). */
   readonly headers?: Readonly<Record<string, string>>;
+  /** Publish an unknown event name that is neither decoded nor built with `unknownEvent()` (default: refused). */
+  readonly allowUnknown?: boolean;
 }
 
 export type PublishResult = { readonly ok: true } | { readonly ok: false; readonly error: Error };

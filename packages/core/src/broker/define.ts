@@ -66,7 +66,11 @@ export function defineBroker<Client>(
   let warnedHeaders = false;
   const encode = (envelope: EventEnvelope<AnyEvent>, publishOptions?: PublishOptions): OutgoingMessage => {
     // Bytes straight from the encoder: no string to convert (the python writer fills a pooled slab).
-    const body = encodeEvent(envelope, { format, strict: options.strict === true });
+    const body = encodeEvent(envelope, {
+      format,
+      strict: options.strict === true,
+      allowUnknown: publishOptions?.allowUnknown === true,
+    });
     if (!driver.capabilities.headers && publishOptions?.headers && !warnedHeaders) {
       warnedHeaders = true;
       warn(`[parley] [${scope}] this broker cannot carry message headers: they are not sent (the event is)`);
