@@ -529,6 +529,8 @@ export interface BrokerOptions {
   readonly concurrency?: number;
   /** Default `readAhead` of subscriptions that set none (AMQP: `prefetch`). Default: their `concurrency`. */
   readonly readAhead?: number;
+  /** Default `maxAttempts` of subscriptions that set none (Redis: `max_attempts`). Default 5. */
+  readonly maxAttempts?: number;
   /**
    * Where the broker logs connects, reconnects, retries, dead letters and drains (pino, winston, `console`, …):
    * warnings and errors by default to `process.emitWarning`; debug and info only here, or to stderr with

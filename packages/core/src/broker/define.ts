@@ -145,6 +145,9 @@ export function defineBroker<Client>(
       if (subscribeOptions.concurrency === undefined && options.concurrency !== undefined) {
         subscribeOptions = { ...subscribeOptions, concurrency: options.concurrency };
       }
+      if (subscribeOptions.maxAttempts === undefined && options.maxAttempts !== undefined) {
+        subscribeOptions = { ...subscribeOptions, maxAttempts: options.maxAttempts };
+      }
       const subscription = new SubscriptionImpl(
         {
           driver: driver as BrokerDriver,
