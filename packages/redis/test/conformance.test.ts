@@ -1,0 +1,70 @@
+/**
+ * The shared suite, twice: every case against the shared Redis (127.0.0.1:6379, or REDIS_URL), the fault proxy in
+ * front of it for the chaos cases; and the two cases that restart Redis (chaos-restart, persistent) against a
+ * dedicated redis-server of the test's own with `appendonly yes` + `appendfsync always`, killed with SIGKILL.
+ */
+import { type CaseName, caseNames, runConformance } from '@parley/conformance';
+import { afterAll } from 'vitest';
+import { redisBroker } from '../src/index.js';
+import { redisProbe } from './probe.js';
+import { REDIS_URL, rawClient, startOwnServer } from './support.js';
+
+const prefix = `parley-conf-${process.pid}-`;
+const key = (destination: string) => `${prefix}${destination}`;
+const shared = rawClient();
+const own = await startOwnServer();
+const ownClient = rawClient(own.url);
+const streams = new Set<string>();
+const track = (destination: string) => {
+  streams.add(key(destination));
+  return key(destination);
+};
+
+// Short claim idle time: released entries go to a peer at its next claim scan, and the scans follow it.
+const tuning = { claim_idle_in_seconds: 2, block_in_seconds: 0.5 } as const;
+
+const sharedUrl = new URL(REDIS_URL);
+runConformance({
+  name: 'redis',
+  create: ({ destination, proxy }) =>
+    redisBroker({
+      url: proxy ? `redis://${proxy.host}:${proxy.port}` : REDIS_URL,
+      stream: track(destination),
+      ...tuning,
+      onWarning: () => {},
+    }),
+  probe: redisProbe(() => shared, track),
+  disable: {
+    'chaos-restart':
+      'runs in "redis (dedicated, appendfsync always)" below: the shared Redis is never restarted',
+  },
+  chaos: { upstream: { host: sharedUrl.hostname, port: Number(sharedUrl.port || 6379) } },
+  timeoutMs: 30_000,
+  report: 'conformance-report.redis.json',
+});
+
+const restartCases: readonly CaseName[] = ['chaos-restart', 'persistent'];
+runConformance({
+  name: 'redis (dedicated, appendfsync always)',
+  create: ({ destination }) =>
+    redisBroker({ url: own.url, stream: track(destination), ...tuning, onWarning: () => {} }),
+  probe: redisProbe(() => ownClient, track),
+  disable: Object.fromEntries(
+    caseNames
+      .filter((name) => !restartCases.includes(name))
+      .map((name) => [name, 'runs against the shared Redis above']),
+  ),
+  chaos: { restartBroker: () => own.restart(500) },
+  timeoutMs: 30_000,
+  report: 'conformance-report.redis-restart.json',
+});
+
+afterAll(async () => {
+  if (streams.size > 0) {
+    const keys = [...streams].flatMap((stream) => [stream, `{${stream}}:dead-letters`]);
+    await shared.del(...keys).catch(() => {});
+  }
+  shared.disconnect();
+  ownClient.disconnect();
+  await own.stop();
+});

@@ -1,0 +1,179 @@
+/**
+ * What the Redis tests share: the shared server's URL, a raw ioredis oracle, and Redis servers of their own
+ * (a dedicated one with an append-only file, a 3-master Cluster) started on free ports and always stopped.
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+
+/** The shared Redis every machine runs (CI too). Never flushed: tests use unique stream names and delete them. */
+export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+/** A raw client, independent of the adapter under test. */
+export function rawClient(url = REDIS_URL): Redis {
+  const client = new Redis(url, { lazyConnect: false, maxRetriesPerRequest: 3 });
+  client.on('error', () => {});
+  return client;
+}
+
+/** Fails with the exact install line when the Redis binaries are missing (a fresh machine). */
+export function requireBinaries(): void {
+  for (const binary of ['redis-server', 'redis-cli']) {
+    try {
+      execFileSync('sh', ['-c', `command -v ${binary}`], { stdio: 'ignore' });
+    } catch {
+      throw new Error(
+        `[parley] [redis] the tests need ${binary}: run \`apt-get update && apt-get install -y redis-server redis-tools\``,
+      );
+    }
+  }
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}
+
+/** Polls PING until the server answers (a readiness check, never a fixed sleep). */
+async function untilUp(port: number, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const client = new Redis({
+      port,
+      host: '127.0.0.1',
+      lazyConnect: true,
+      retryStrategy: () => null,
+      maxRetriesPerRequest: 0,
+    });
+    client.on('error', () => {});
+    try {
+      await client.connect();
+      if ((await client.ping()) === 'PONG') return;
+    } catch {
+      // not yet
+    } finally {
+      client.disconnect();
+    }
+    if (Date.now() > deadline)
+      throw new Error(`[parley] [redis] redis-server on port ${port} did not start in ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** A redis-server process of the tests' own, in a temporary directory. */
+export interface OwnServer {
+  readonly port: number;
+  readonly url: string;
+  /** SIGKILL (a crash: only what reached the append-only file survives), then the same server again. */
+  restart(downMs?: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+function spawnServer(port: number, dir: string, extra: readonly string[]): ChildProcess {
+  const child = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', ...extra],
+    {
+      stdio: 'ignore',
+    },
+  );
+  child.on('error', () => {});
+  return child;
+}
+
+async function kill(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  await new Promise<void>((resolve) => {
+    child.once('exit', () => resolve());
+    child.kill(signal);
+  });
+}
+
+/** A dedicated server with `appendonly yes` and `appendfsync always`: what `persistent` promises needs. */
+export async function startOwnServer(
+  extra: readonly string[] = ['--appendonly', 'yes', '--appendfsync', 'always'],
+): Promise<OwnServer> {
+  requireBinaries();
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'parley-redis-'));
+  let child = spawnServer(port, dir, extra);
+  await untilUp(port);
+  return {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    async restart(downMs = 500) {
+      await kill(child, 'SIGKILL');
+      await new Promise((r) => setTimeout(r, downMs));
+      child = spawnServer(port, dir, extra);
+      await untilUp(port);
+    },
+    async stop() {
+      await kill(child, 'SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A 3-master Redis Cluster (no replicas) on free ports; `cluster_state:ok` before it resolves. */
+export async function startCluster(): Promise<{ readonly nodes: readonly string[]; stop(): Promise<void> }> {
+  requireBinaries();
+  const dir = mkdtempSync(join(tmpdir(), 'parley-redis-cluster-'));
+  const ports = [await freePort(), await freePort(), await freePort()];
+  const children = ports.map((port) => {
+    const own = join(dir, String(port));
+    execFileSync('mkdir', ['-p', own]);
+    return spawnServer(port, own, [
+      '--cluster-enabled',
+      'yes',
+      '--cluster-config-file',
+      'nodes.conf',
+      '--appendonly',
+      'no',
+    ]);
+  });
+  const stop = async () => {
+    await Promise.all(children.map((child) => kill(child, 'SIGKILL')));
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await Promise.all(ports.map((port) => untilUp(port)));
+    execFileSync(
+      'redis-cli',
+      [
+        '--cluster',
+        'create',
+        ...ports.map((p) => `127.0.0.1:${p}`),
+        '--cluster-replicas',
+        '0',
+        '--cluster-yes',
+      ],
+      {
+        stdio: 'ignore',
+        timeout: 30_000,
+      },
+    );
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const states = ports.map((port) =>
+        execFileSync('redis-cli', ['-p', String(port), 'cluster', 'info']).toString(),
+      );
+      if (states.every((info) => info.includes('cluster_state:ok'))) break;
+      if (Date.now() > deadline)
+        throw new Error('[parley] [redis] the test cluster never reached cluster_state:ok');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return { nodes: ports.map((p) => `127.0.0.1:${p}`), stop };
+}
