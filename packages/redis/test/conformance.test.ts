@@ -1,19 +1,26 @@
 /**
- * The shared suite, twice: every case against the shared Redis (127.0.0.1:6379, or REDIS_URL), the fault proxy in
- * front of it for the chaos cases; and the two cases that restart Redis (chaos-restart, persistent) against a
- * dedicated redis-server of the test's own with `appendonly yes` + `appendfsync always`, killed with SIGKILL.
+ * The shared suite, three times: every case against the shared Redis (127.0.0.1:6379, or REDIS_URL), the fault
+ * proxy in front of it for the chaos cases; the two cases that restart Redis (chaos-restart, persistent) against a
+ * dedicated redis-server of the test's own with `appendonly yes` + `appendfsync always`, killed with SIGKILL; and
+ * every case but the chaos tier against a 3-master Redis Cluster of the test's own.
  */
 import { type CaseName, caseNames, runConformance } from '@parley/conformance';
+import { Cluster, type Redis } from 'ioredis';
 import { afterAll } from 'vitest';
-import { redisBroker } from '../src/index.js';
+import { deadLetterKey, redisBroker } from '../src/index.js';
 import { redisProbe } from './probe.js';
-import { REDIS_URL, rawClient, startOwnServer } from './support.js';
+import { REDIS_URL, rawClient, startCluster, startOwnServer } from './support.js';
 
 const prefix = `parley-conf-${process.pid}-`;
 const key = (destination: string) => `${prefix}${destination}`;
 const shared = rawClient();
 const own = await startOwnServer();
 const ownClient = rawClient(own.url);
+const cluster = await startCluster();
+const clusterClient = new Cluster(
+  cluster.nodes.map((node) => ({ host: node.split(':')[0]!, port: Number(node.split(':')[1]) })),
+);
+clusterClient.on('error', () => {});
 const streams = new Set<string>();
 const track = (destination: string) => {
   streams.add(key(destination));
@@ -59,12 +66,30 @@ runConformance({
   report: 'conformance-report.redis-restart.json',
 });
 
+const proxyless =
+  "a Cluster client follows MOVED redirects to each node's own address, past any single proxy: the chaos tier runs against the single node above";
+runConformance({
+  name: 'redis (cluster, 3 masters)',
+  create: ({ destination }) =>
+    redisBroker({ cluster: [...cluster.nodes], stream: track(destination), ...tuning, onWarning: () => {} }),
+  probe: redisProbe(() => clusterClient as unknown as Redis, track),
+  disable: {
+    'chaos-cut': proxyless,
+    'cut-redelivers': proxyless,
+    'chaos-stall': proxyless,
+    'close-unreachable': proxyless,
+  },
+  timeoutMs: 30_000,
+  report: 'conformance-report.redis-cluster.json',
+});
+
 afterAll(async () => {
   if (streams.size > 0) {
-    const keys = [...streams].flatMap((stream) => [stream, `{${stream}}:dead-letters`]);
+    const keys = [...streams].flatMap((stream) => [stream, deadLetterKey(stream)]);
     await shared.del(...keys).catch(() => {});
   }
   shared.disconnect();
   ownClient.disconnect();
-  await own.stop();
+  clusterClient.disconnect();
+  await Promise.all([own.stop(), cluster.stop()]);
 });
