@@ -17,7 +17,7 @@ import {
 } from '@parley/core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { deadLetterKey, hashTag, redisBroker, resolveRedisSettings } from '../src/index.js';
-import { REDIS_URL, rawClient, startCluster } from './support.js';
+import { REDIS_URL, rawClient, startCluster, startOwnServer, startSentinel } from './support.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const raw = rawClient();
@@ -300,6 +300,96 @@ describe('consumer groups', () => {
     expect(await consumer.deadLetters('g')).toEqual([]);
     await new Promise((r) => setTimeout(r, 300));
     expect(other).toEqual([]);
+  });
+});
+
+describe('persistence', () => {
+  it.each([
+    [
+      ['--appendonly', 'no'],
+      /without an append-only file \(appendonly no\): events whose publish resolved are lost/,
+    ],
+    [
+      ['--appendonly', 'yes', '--appendfsync', 'everysec'],
+      /syncs its append-only file once a second: up to about a second/,
+    ],
+  ])('warns at connect when a resolved publish can be lost (%j)', async (args, warning) => {
+    const server = await startOwnServer(args);
+    try {
+      const warnings: string[] = [];
+      const broker = redisBroker({
+        url: server.url,
+        stream: `${run}-persist`,
+        onWarning: (m) => warnings.push(m),
+      });
+      open.push(broker);
+      await broker.ready();
+      await waitFor(() => warnings.length > 0, 'the warning');
+      expect(warnings).toEqual([expect.stringMatching(warning)]);
+      expect(warnings[0]).toMatch(/^\[parley\] \[redis\] /);
+      await broker.close();
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('says nothing with appendfsync always', async () => {
+    const server = await startOwnServer();
+    try {
+      const warnings: string[] = [];
+      const broker = redisBroker({
+        url: server.url,
+        stream: `${run}-persist`,
+        onWarning: (m) => warnings.push(m),
+      });
+      open.push(broker);
+      await broker.ready();
+      await broker.publish(event(0));
+      expect(warnings).toEqual([]);
+      await broker.close();
+    } finally {
+      await server.stop();
+    }
+  });
+});
+
+describe('Sentinel', () => {
+  it('finds the master through the sentinels and publishes and consumes there', async () => {
+    const setup = await startSentinel();
+    try {
+      const broker = redisBroker({
+        sentinels: [setup.sentinel],
+        name: 'mymaster',
+        stream: `${run}-sentinel`,
+        onWarning: () => {},
+      });
+      open.push(broker);
+      const seen: number[] = [];
+      const sub = broker.subscribe((e) => void seen.push(e.timestamp as number), { group: 'g' });
+      await sub.ready;
+      await Promise.all([0, 1, 2].map((i) => broker.publish(event(i))));
+      await waitFor(() => seen.length === 3, 'the events');
+      const master = rawClient(setup.master.url);
+      expect(await master.xlen(`${run}-sentinel`)).toBe(3);
+      master.disconnect();
+      await broker.close();
+    } finally {
+      await setup.stop();
+    }
+  });
+});
+
+describe('ephemeral groups', () => {
+  it('leave no group behind once their last consumer left', async () => {
+    const stream = newStream('ephemeral');
+    const broker = make(stream);
+    const sub = broker.subscribe(() => {}, { group: 'tail', ephemeral: true });
+    await sub.ready;
+    await broker.publish(event(0));
+    await waitFor(() => sub.stats.acked === 1, 'the event');
+    expect(((await raw.xinfo('GROUPS', stream)) as unknown[][]).length).toBe(1);
+    await sub.close();
+    expect(await raw.xinfo('GROUPS', stream)).toEqual([]);
   });
 });
 

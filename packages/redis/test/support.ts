@@ -3,7 +3,7 @@
  * (a dedicated one with an append-only file, a 3-master Cluster) started on free ports and always stopped.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -176,4 +176,46 @@ export async function startCluster(): Promise<{ readonly nodes: readonly string[
     throw error;
   }
   return { nodes: ports.map((p) => `127.0.0.1:${p}`), stop };
+}
+
+/** A master and one Sentinel watching it (`mymaster`, quorum 1), on free ports. */
+export async function startSentinel(): Promise<{
+  readonly sentinel: string;
+  readonly master: OwnServer;
+  stop(): Promise<void>;
+}> {
+  const master = await startOwnServer(['--appendonly', 'no']);
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'parley-redis-sentinel-'));
+  // Sentinel rewrites its config file: it must be a file of its own, writable.
+  const conf = join(dir, 'sentinel.conf');
+  writeFileSync(conf, `port ${port}\nbind 127.0.0.1\nsentinel monitor mymaster 127.0.0.1 ${master.port} 1\n`);
+  const child = spawn('redis-server', [conf, '--sentinel'], { stdio: 'ignore' });
+  child.on('error', () => {});
+  const stop = async () => {
+    await kill(child, 'SIGKILL');
+    await master.stop();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await untilUp(port);
+    // Ready once it names the master.
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const reply = execFileSync('redis-cli', [
+        '-p',
+        String(port),
+        'sentinel',
+        'get-master-addr-by-name',
+        'mymaster',
+      ]).toString();
+      if (reply.includes(String(master.port))) break;
+      if (Date.now() > deadline) throw new Error('[parley] [redis] the test sentinel never named its master');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return { sentinel: `127.0.0.1:${port}`, master, stop };
 }
