@@ -315,6 +315,31 @@ describe('subscriptions', () => {
     await broker.close();
   });
 
+  it('maxAttempts of the broker is the default of subscriptions that set none', async () => {
+    const broker = memoryBroker({ hub: new MemoryHub(), destination: uniq(), maxAttempts: 2, ...quiet });
+    const tries = (maxAttempts?: number) =>
+      new Promise<number[]>((resolve, reject) => {
+        const attempts: number[] = [];
+        const sub = broker.subscribe(
+          (_, context) => {
+            attempts.push(context.attempt);
+            throw new Error('always');
+          },
+          {
+            group: uniq(),
+            from: 'beginning',
+            backoff: { initialMs: 1, maxMs: 1 },
+            ...(maxAttempts === undefined ? {} : { maxAttempts }),
+            onDeadLetter: () => void sub.close().then(() => resolve(attempts), reject),
+          },
+        );
+      });
+    await broker.publish({ sender_id: 's', ...userUttered('hello') });
+    expect(await tries()).toEqual([1, 2]);
+    expect(await tries(3)).toEqual([1, 2, 3]);
+    await broker.close();
+  });
+
   it("refuses from: 'beginning' on a broker without history, and subscribing after close", async () => {
     const broker = memoryBroker({ destination: uniq(), ...quiet });
     await broker.close();
