@@ -3,6 +3,8 @@
  * Cluster key naming, recovering from a deleted group, and a consumer killed with SIGKILL mid-handler.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -10,6 +12,7 @@ import {
   type AnyEvent,
   type Broker,
   ConfigError,
+  createBroker,
   type DeliveryContext,
   type EventEnvelope,
   stringifyEvent,
@@ -140,6 +143,26 @@ describe('config', () => {
     }
     expect(text).toContain('event_broker.url');
     expect(text).not.toContain('hunter2');
+  });
+
+  it('createBroker loads the adapter for type: redis, with the keys of endpoints.yml', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'parley-redis-endpoints-'));
+    const stream = newStream('endpoints');
+    const file = join(dir, 'endpoints.yml');
+    writeFileSync(
+      file,
+      `event_broker:\n  type: redis\n  url: ${REDIS_URL}\n  stream: ${stream}\n  max_len: 1000\n`,
+    );
+    try {
+      // Resolved from this package: its own name points at its build (dist), as an app's install would.
+      const broker = await createBroker(file, { resolveFrom: join(here, '..'), onWarning: () => {} });
+      open.push(broker);
+      expect(broker.name).toBe('redis');
+      await broker.publish(event(0));
+      expect(await raw.xlen(stream)).toBe(1);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('max_attempts is the default of every subscription', async () => {
