@@ -22,7 +22,6 @@ import {
   ConnectionError,
   type ConsumerSink,
   type DeadLetter,
-  type Delivery,
   type DriverConsumeOptions,
   type DriverConsumer,
   deadLetterFromHeaders,
@@ -34,14 +33,20 @@ import {
   type StoredDeadLetter,
 } from '@parley/core';
 import { Cluster, type RedisOptions as IORedisOptions, Redis } from 'ioredis';
+import {
+  BODY,
+  type Client,
+  type ConsumerContext,
+  type Entry,
+  eventNameOf,
+  GroupConsumer,
+  HEADER,
+  PARLEY,
+  parseFields,
+  REDRIVE_GROUP,
+  SCOPE,
+} from './consumer.js';
 import { type RedisOptions, type RedisSettings, resolveRedisSettings } from './options.js';
-
-const SCOPE = 'redis';
-/** Entry fields the driver writes; every other field is a header (`header:<name>`) or ignored. */
-const BODY = 'body';
-const HEADER = 'header:';
-const REDRIVE_GROUP = 'x-parley-redrive-group';
-const PARLEY = 'x-parley-';
 
 /** What the adapter's `client` is: the ioredis client of the current connection (undefined while disconnected). */
 export interface RedisClient {
@@ -80,15 +85,6 @@ local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
 if p[1] == nil or p[1][2] ~= ARGV[2] then return 0 end
 redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'IDLE', ARGV[4], 'JUSTID')
 return 1`;
-/** Deletes a consumer only when it has no pending entries (XGROUP DELCONSUMER drops them for good otherwise). */
-const FORGET_SCRIPT = `
-if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) > 0 then return 0 end
-redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
-return 1`;
-
-type Client = Redis | Cluster;
-type Fields = Buffer[];
-type Entry = [id: Buffer, fields: Fields | null];
 
 /** Options of {@link redisBroker}: the endpoints.yml keys, plus `defineBroker`'s options. */
 export interface RedisBrokerOptions
@@ -248,6 +244,17 @@ export function redisDriver(
     }
   };
 
+  const context: ConsumerContext = {
+    stream,
+    claimIdleMs,
+    blockMs,
+    current: () => client,
+    live,
+    lastSeen,
+    own,
+    ack,
+  };
+
   const driver: BrokerDriver<RedisClient> = {
     name: SCOPE,
     capabilities,
@@ -372,7 +379,10 @@ export function redisDriver(
         throw error;
       }
       readers.add(reader);
-      const consumer = new GroupConsumer({ client: c, reader, group, name, readAhead, sink, options });
+      const consumer = new GroupConsumer(
+        { client: c, reader, group, name, readAhead, sink, options },
+        context,
+      );
       consumers.add(consumer);
       consumer.start();
       const release = () => {
@@ -480,300 +490,7 @@ export function redisDriver(
     },
   };
 
-  /** One consumer of one group: its own blocking connection, at most `readAhead` entries unacknowledged. */
-  class GroupConsumer {
-    readonly #client: Client;
-    readonly #reader: Client;
-    readonly #group: string;
-    readonly #name: string;
-    readonly #readAhead: number;
-    readonly #sink: ConsumerSink;
-    readonly #ephemeral: boolean;
-    /** Delivered and neither acknowledged nor released, by entry id. */
-    readonly #held = new Map<string, () => void>();
-    #stopped = false;
-    #closing: Promise<void> | undefined;
-    #wake: (() => void) | undefined;
-    #loop: Promise<void> = Promise.resolve();
-
-    constructor(o: {
-      client: Client;
-      reader: Client;
-      group: string;
-      name: string;
-      readAhead: number;
-      sink: ConsumerSink;
-      options: DriverConsumeOptions;
-    }) {
-      this.#client = o.client;
-      this.#reader = o.reader;
-      this.#group = o.group;
-      this.#name = o.name;
-      this.#readAhead = o.readAhead;
-      this.#sink = o.sink;
-      this.#ephemeral = o.options.ephemeral;
-    }
-
-    start(): void {
-      this.#reader.once('end', () => {
-        // The whole connection dropping is reported once, by connect's session; only the reader's own loss here.
-        if (!this.#stopped && client === this.#client && this.#client.status === 'ready') {
-          this.#sink.lost(new ConnectionError(SCOPE, 'the consumer connection to Redis was lost'));
-        }
-      });
-      this.#loop = this.#run().catch((error: unknown) => {
-        if (this.#stopped) return;
-        const text = messageOf(error);
-        if (text.startsWith('NOGROUP')) {
-          // Someone deleted the group (or the stream): core resumes, and consume() creates the group again where
-          // this consumer stood, so nothing is replayed or skipped.
-          this.#sink.lost(
-            new ConnectionError(
-              SCOPE,
-              `group "${this.#group}" of stream ${stream} is gone (${text}): creating it again`,
-              { cause: error },
-            ),
-          );
-        } else if (this.#client.status === 'ready' && this.#reader.status === 'ready') {
-          this.#sink.lost(
-            new ConnectionError(SCOPE, `consumer of group "${this.#group}" failed: ${text}`, {
-              cause: error,
-            }),
-          );
-        }
-        // Otherwise a connection is gone: its 'end' reports it.
-      });
-    }
-
-    async #run(): Promise<void> {
-      const reader = cmd(this.#reader);
-      // Entries this consumer name was given before (a resumed consumer, a restarted process with a fixed name).
-      let history: string | undefined = '0';
-      let nextClaim = 0;
-      let claimCursor = '0-0';
-      const claimEvery = Math.min(Math.max(100, Math.floor(claimIdleMs / 4)), 5_000);
-      while (!this.#stopped) {
-        const room = this.#readAhead - this.#held.size;
-        if (room <= 0) {
-          await new Promise<void>((resolve) => (this.#wake = resolve));
-          continue;
-        }
-        if (history !== undefined) {
-          const reply = (await reader.xreadgroupBuffer(
-            'GROUP',
-            this.#group,
-            this.#name,
-            'COUNT',
-            room,
-            'STREAMS',
-            stream,
-            history,
-          )) as unknown as [Buffer, Entry[]][] | null;
-          const entries = reply?.[0]?.[1] ?? [];
-          history = entries.length === 0 ? undefined : entries.at(-1)![0].toString();
-          await this.#deliverAll(entries, true);
-          continue;
-        }
-        if (Date.now() >= nextClaim) {
-          // A dead consumer's entries, idle past the claim idle time (never a live one's: core renews them), and
-          // released ones (their idle time is set past it).
-          const [cursor, entries] = (await reader.callBuffer(
-            'XAUTOCLAIM',
-            stream,
-            this.#group,
-            this.#name,
-            claimIdleMs,
-            claimCursor,
-            'COUNT',
-            room,
-          )) as unknown as [Buffer, Entry[]];
-          claimCursor = cursor.toString();
-          // Scanned the whole pending list: wait a while before the next scan.
-          if (claimCursor === '0-0') nextClaim = Date.now() + claimEvery;
-          await this.#deliverAll(entries, true);
-          continue;
-        }
-        if (this.#stopped) return;
-        const block = Math.max(1, Math.min(blockMs, nextClaim - Date.now()));
-        const reply = (await reader.xreadgroupBuffer(
-          'GROUP',
-          this.#group,
-          this.#name,
-          'COUNT',
-          room,
-          'BLOCK',
-          block,
-          'STREAMS',
-          stream,
-          '>',
-        )) as unknown as [Buffer, Entry[]][] | null;
-        await this.#deliverAll(reply?.[0]?.[1] ?? [], false);
-      }
-    }
-
-    /** Hands entries to core; `counted` ones were delivered before (their count is in the pending list). */
-    async #deliverAll(entries: Entry[], counted: boolean): Promise<void> {
-      if (entries.length === 0) return;
-      const last = entries.at(-1)![0].toString();
-      if (!counted || compareIds(last, lastSeen.get(this.#group) ?? '0-0') > 0)
-        lastSeen.set(this.#group, last);
-      const counts = new Map<string, number>();
-      if (counted) {
-        // XPENDING of this consumer over the claimed range: the delivery counts, this delivery included.
-        const first = entries[0]![0].toString();
-        const pending = (await cmd(this.#reader).xpending(
-          stream,
-          this.#group,
-          first,
-          last,
-          entries.length * 2 + 10,
-          this.#name,
-        )) as [string, string, number, number][];
-        for (const [id, , , count] of pending) counts.set(id, count);
-      }
-      const gone: string[] = [];
-      for (const [rawId, fields] of entries) {
-        const id = rawId.toString();
-        // Trimmed away while pending: nothing to deliver; acknowledged so that it leaves the pending list.
-        if (!fields) {
-          gone.push(id);
-          continue;
-        }
-        const parsed = parseFields(fields);
-        if (parsed.redriveGroup !== undefined && parsed.redriveGroup !== this.#group) {
-          gone.push(id); // redriven to another group: not this group's
-          continue;
-        }
-        if (this.#stopped) {
-          // Read after stop(): back to the group at once.
-          void own(this.#client, this.#group, this.#name, id, claimIdleMs).catch(() => undefined);
-          continue;
-        }
-        this.#deliver(id, parsed, counted ? (counts.get(id) ?? 2) : 1);
-      }
-      if (gone.length > 0) await cmd(this.#client).xack(stream, this.#group, ...gone);
-    }
-
-    #deliver(id: string, parsed: ReturnType<typeof parseFields>, count: number): void {
-      let settled = false;
-      const settle = (): boolean => {
-        if (settled) return false;
-        settled = true;
-        this.#held.delete(id);
-        this.#wake?.();
-        this.#wake = undefined;
-        return true;
-      };
-      this.#held.set(id, () => void settle());
-      const group = this.#group;
-      const delivery: Delivery = {
-        id,
-        body: parsed.body,
-        headers: parsed.headers,
-        ...(parsed.senderId === undefined ? {} : { senderId: parsed.senderId }),
-        redelivered: count > 1,
-        deliveryCount: count,
-        lease: {
-          durationMs: claimIdleMs,
-          renew: async () => {
-            const owned = await own(live(), group, this.#name, id, 0);
-            if (owned !== 1) {
-              settle();
-              throw new ConnectionError(
-                SCOPE,
-                `lease lost: entry ${id} was claimed by another consumer of group "${group}"`,
-              );
-            }
-          },
-        },
-        ack: async () => {
-          if (!settle()) return;
-          await ack(group, id);
-        },
-        release: async () => {
-          if (!settle()) return;
-          await own(live(), group, this.#name, id, claimIdleMs);
-        },
-      };
-      this.#sink.deliver(delivery);
-    }
-
-    async stop(): Promise<void> {
-      this.#stopped = true;
-      this.#wake?.();
-      // The blocked XREADGROUP ends with its connection; acks go through the main one.
-      this.#reader.disconnect();
-      await this.#loop;
-    }
-
-    close(): Promise<void> {
-      this.#closing ??= (async () => {
-        await this.stop();
-        if (client !== this.#client || this.#client.status !== 'ready') return;
-        const c = cmd(this.#client);
-        try {
-          // Everything still pending for this name goes back: held ones and any a last read got after stop().
-          const pending = (await c.xpending(stream, this.#group, '-', '+', 10_000, this.#name)) as [string][];
-          if (pending.length > 0) {
-            const pipeline = this.#client.pipeline();
-            for (const [id] of pending)
-              pipeline.xclaim(stream, this.#group, this.#name, 0, id, 'IDLE', claimIdleMs, 'JUSTID');
-            await pipeline.exec();
-          }
-          this.#held.clear();
-          if (this.#ephemeral) {
-            const others = (await c.xinfo('CONSUMERS', stream, this.#group)) as unknown[][];
-            if (others.length <= 1) await c.xgroup('DESTROY', stream, this.#group);
-            return;
-          }
-          await c.eval(FORGET_SCRIPT, 1, stream, this.#group, this.#name);
-        } catch {
-          // The group may be gone (deleted, ephemeral): nothing left to hand back.
-        }
-      })();
-      return this.#closing;
-    }
-  }
-
   return driver;
-}
-
-/** Fields of an entry: the body as the bytes stored, headers from `header:<name>`, Parley's own `x-parley-*`. */
-function parseFields(fields: Fields) {
-  let body: Uint8Array = new Uint8Array(0);
-  let senderId: string | undefined;
-  let redriveGroup: string | undefined;
-  const headers: Record<string, string> = {};
-  const parley: Record<string, string> = {};
-  for (let i = 0; i + 1 < fields.length; i += 2) {
-    const key = fields[i]!.toString();
-    const value = fields[i + 1]!;
-    if (key === BODY) body = new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
-    else if (key === 'sender_id') senderId = value.toString();
-    else if (key === REDRIVE_GROUP) redriveGroup = value.toString();
-    else if (key.startsWith(HEADER)) headers[key.slice(HEADER.length)] = value.toString();
-    else if (key.startsWith(PARLEY)) parley[key] = value.toString();
-  }
-  return { body, senderId, redriveGroup, headers, parley };
-}
-
-/** The `event` of a Rasa body, for the entry field, or undefined when it cannot be read. */
-function eventNameOf(body: Uint8Array): string | undefined {
-  try {
-    const event = (JSON.parse(Buffer.from(body).toString('utf8')) as { event?: unknown }).event;
-    return typeof event === 'string' ? event : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function compareIds(a: string, b: string): number {
-  const [am, as = '0'] = a.split('-');
-  const [bm, bs = '0'] = b.split('-');
-  const ms = BigInt(am!) - BigInt(bm!);
-  if (ms !== 0n) return ms > 0n ? 1 : -1;
-  const seq = BigInt(as) - BigInt(bs);
-  return seq === 0n ? 0 : seq > 0n ? 1 : -1;
 }
 
 function messageOf(error: unknown): string {
