@@ -20,7 +20,14 @@ import {
 } from '@parley/core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { deadLetterKey, hashTag, redisBroker, resolveRedisSettings } from '../src/index.js';
-import { REDIS_URL, rawClient, startCluster, startOwnServer, startSentinel } from './support.js';
+import {
+  REDIS_URL,
+  rawClient,
+  startCluster,
+  startOwnServer,
+  startSentinel,
+  startSentinelSet,
+} from './support.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const raw = rawClient();
@@ -400,6 +407,65 @@ describe('Sentinel', () => {
       await setup.stop();
     }
   });
+});
+
+describe('Sentinel failover', () => {
+  it('under publishing: publishes go on on the promoted replica; what a resolved publish survives is measured', async () => {
+    const set = await startSentinelSet();
+    try {
+      const stream = `${run}-failover`;
+      const broker = redisBroker({
+        sentinels: [...set.sentinels],
+        name: 'mymaster',
+        stream,
+        onWarning: () => {},
+      });
+      open.push(broker);
+      await broker.ready();
+      const resolvedAt = new Map<number, number>();
+      const failures: unknown[] = [];
+      const publishing: Promise<void>[] = [];
+      let killedAt = 0;
+      const started = Date.now();
+      for (let i = 0; Date.now() - started < 8_000; i++) {
+        if (killedAt === 0 && Date.now() - started > 1_500) {
+          killedAt = Date.now();
+          await set.master.stop(); // SIGKILL: the sentinels see it down after 1 s and promote the replica
+        }
+        publishing.push(
+          broker.publish(event(i)).then(
+            () => void resolvedAt.set(1_700_000_000 + i, Date.now()),
+            (error: unknown) => void failures.push(error),
+          ),
+        );
+        await new Promise((r) => setTimeout(r, 2));
+      }
+      await Promise.all(publishing);
+      expect(failures, 'publishes that failed').toEqual([]);
+      expect(set.masterAddress()).toBe(`127.0.0.1:${set.replica.port}`);
+      const promoted = rawClient(set.replica.url);
+      const entries = await promoted.xrange(stream, '-', '+');
+      promoted.disconnect();
+      const stored = new Set(
+        entries.map(
+          ([, fields]) =>
+            (JSON.parse(fields[fields.indexOf('body') + 1]!) as { timestamp: number }).timestamp,
+        ),
+      );
+      const times = [...resolvedAt.values()].sort((a, b) => a - b);
+      const firstAfter = times.find((t) => t > killedAt)!;
+      const lost = [...resolvedAt].filter(([ts]) => !stored.has(ts));
+      const lostAfter = lost.filter(([, at]) => at > killedAt);
+      console.info(
+        `[redis] failover: ${resolvedAt.size} publishes resolved, ${lost.length} of them missing on the promoted replica ` +
+          `(Redis replicates asynchronously: what the replica had not received when the master died); the first ` +
+          `publish resolved ${firstAfter - killedAt} ms after the master was killed`,
+      );
+      expect(lostAfter, 'resolved on the new master, then missing').toEqual([]);
+    } finally {
+      await set.stop();
+    }
+  }, 60_000);
 });
 
 describe('ephemeral groups', () => {

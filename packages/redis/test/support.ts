@@ -219,3 +219,75 @@ export async function startSentinel(): Promise<{
   }
   return { sentinel: `127.0.0.1:${port}`, master, stop };
 }
+
+/**
+ * A master, a replica and 3 sentinels (quorum 2, master down after 1 s), on free ports, for failover: what Redis's
+ * asynchronous replication means for a resolved publish.
+ */
+export async function startSentinelSet(): Promise<{
+  readonly sentinels: readonly string[];
+  readonly master: OwnServer;
+  readonly replica: OwnServer;
+  /** The address the sentinels give for the master now. */
+  masterAddress(): string;
+  stop(): Promise<void>;
+}> {
+  // Redis 7 waits 5 s before a replica's first (diskless) sync: no wait here, and the replica in sync before it resolves.
+  const master = await startOwnServer(['--appendonly', 'no', '--repl-diskless-sync-delay', '0']);
+  const replica = await startOwnServer([
+    '--appendonly',
+    'no',
+    '--replicaof',
+    '127.0.0.1',
+    String(master.port),
+  ]);
+  const dir = mkdtempSync(join(tmpdir(), 'parley-redis-sentinels-'));
+  const ports = [await freePort(), await freePort(), await freePort()];
+  const children = ports.map((port) => {
+    const conf = join(dir, `sentinel-${port}.conf`);
+    writeFileSync(
+      conf,
+      [
+        `port ${port}`,
+        'bind 127.0.0.1',
+        `sentinel monitor mymaster 127.0.0.1 ${master.port} 2`,
+        'sentinel down-after-milliseconds mymaster 1000',
+        'sentinel failover-timeout mymaster 5000',
+        '',
+      ].join('\n'),
+    );
+    const child = spawn('redis-server', [conf, '--sentinel'], { stdio: 'ignore' });
+    child.on('error', () => {});
+    return child;
+  });
+  const ask = () =>
+    execFileSync('redis-cli', ['-p', String(ports[0]), 'sentinel', 'get-master-addr-by-name', 'mymaster'])
+      .toString()
+      .trim()
+      .split('\n')
+      .join(':');
+  const stop = async () => {
+    await Promise.all(children.map((child) => kill(child, 'SIGKILL')));
+    await Promise.all([master.stop(), replica.stop()]);
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await Promise.all(ports.map((port) => untilUp(port)));
+    const deadline = Date.now() + 20_000;
+    // Ready once every sentinel knows the replica and the other sentinels, and the replica is in sync.
+    for (;;) {
+      const infos = ports.map((port) =>
+        execFileSync('redis-cli', ['-p', String(port), 'info', 'sentinel']).toString(),
+      );
+      const link = execFileSync('redis-cli', ['-p', String(replica.port), 'info', 'replication']).toString();
+      if (infos.every((info) => /slaves=1,sentinels=3/.test(info)) && link.includes('master_link_status:up'))
+        break;
+      if (Date.now() > deadline) throw new Error('[parley] [redis] the test sentinels never saw each other');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return { sentinels: ports.map((p) => `127.0.0.1:${p}`), master, replica, masterAddress: ask, stop };
+}
