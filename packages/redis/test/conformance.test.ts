@@ -44,6 +44,7 @@ runConformance({
   disable: {
     'chaos-restart':
       'runs in "redis (dedicated, appendfsync always)" below: the shared Redis is never restarted',
+    persistent: 'runs in "redis (dedicated, appendfsync always)" below: the shared Redis is never restarted',
   },
   chaos: { upstream: { host: sharedUrl.hostname, port: Number(sharedUrl.port || 6379) } },
   timeoutMs: 30_000,
@@ -68,6 +69,8 @@ runConformance({
 
 const proxyless =
   "a Cluster client follows MOVED redirects to each node's own address, past any single proxy: the chaos tier runs against the single node above";
+const noRestart =
+  'restarts run against the dedicated single node above (a master of a cluster without replicas takes its slots down with it)';
 runConformance({
   name: 'redis (cluster, 3 masters)',
   create: ({ destination }) =>
@@ -78,6 +81,8 @@ runConformance({
     'cut-redelivers': proxyless,
     'chaos-stall': proxyless,
     'close-unreachable': proxyless,
+    'chaos-restart': noRestart,
+    persistent: noRestart,
   },
   timeoutMs: 30_000,
   report: 'conformance-report.redis-cluster.json',
