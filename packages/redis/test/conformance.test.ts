@@ -9,8 +9,9 @@ import { Cluster, type Redis } from 'ioredis';
 import { afterAll } from 'vitest';
 import { deadLetterKey, redisBroker } from '../src/index.js';
 import { redisProbe } from './probe.js';
-import { REDIS_URL, rawClient, startCluster, startOwnServer } from './support.js';
+import { REDIS_URL, rawClient, requireSharedRedis, startCluster, startOwnServer } from './support.js';
 
+await requireSharedRedis();
 const prefix = `parley-conf-${process.pid}-`;
 const key = (destination: string) => `${prefix}${destination}`;
 const shared = rawClient();

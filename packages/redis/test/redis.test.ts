@@ -23,12 +23,14 @@ import { deadLetterKey, hashTag, redisBroker, resolveRedisSettings } from '../sr
 import {
   REDIS_URL,
   rawClient,
+  requireSharedRedis,
   startCluster,
   startOwnServer,
   startSentinel,
   startSentinelSet,
 } from './support.js';
 
+await requireSharedRedis();
 const here = dirname(fileURLToPath(import.meta.url));
 const raw = rawClient();
 const run = `parley-test-${process.pid}-${Date.now().toString(36)}`;

@@ -12,6 +12,26 @@ import { Redis } from 'ioredis';
 /** The shared Redis every machine runs (CI too). Never flushed: tests use unique stream names and delete them. */
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
+/** Fails at once, saying what to do, when nothing answers at REDIS_URL (rather than every test timing out). */
+export async function requireSharedRedis(): Promise<void> {
+  const client = new Redis(REDIS_URL, {
+    lazyConnect: true,
+    retryStrategy: () => null,
+    maxRetriesPerRequest: 0,
+  });
+  client.on('error', () => {});
+  try {
+    await client.connect();
+    await client.ping();
+  } catch (error) {
+    throw new Error(
+      `[parley] [redis] no Redis answers at ${new URL(REDIS_URL).host} (REDIS_URL): start one (\`redis-server --daemonize yes\`, from \`apt-get install -y redis-server\`) or point REDIS_URL at one: ${(error as Error).message}`,
+    );
+  } finally {
+    client.disconnect();
+  }
+}
+
 /** A raw client, independent of the adapter under test. */
 export function rawClient(url = REDIS_URL): Redis {
   const client = new Redis(url, { lazyConnect: false, maxRetriesPerRequest: 3 });
