@@ -36,7 +36,14 @@ export interface ConsumerContext {
   /** The newest entry id read per group: where a deleted group is created again. */
   readonly lastSeen: Map<string, string>;
   /** Sets an entry's idle time while `consumer` owns it: 1, or 0 when a peer has it. */
-  own(c: Client, group: string, consumer: string, id: string, idleMs: number): Promise<number>;
+  own(
+    c: Client,
+    group: string,
+    consumer: string,
+    id: string,
+    idleMs: number,
+    retryCount?: number,
+  ): Promise<number>;
   /** Acknowledges (batched with the group's other acks of this tick). */
   ack(group: string, id: string): Promise<void>;
 }
@@ -77,7 +84,7 @@ export class GroupConsumer {
     this.#name = o.name;
     this.#readAhead = o.readAhead;
     this.#sink = o.sink;
-    this.#ephemeral = o.options.ephemeral;
+    this.#ephemeral = o.options.ephemeral === true;
   }
 
   start(): void {
@@ -224,7 +231,14 @@ export class GroupConsumer {
       if (this.#stopped) {
         // Read after stop(): back to the group at once.
         void this.#ctx
-          .own(this.#client, this.#group, this.#name, id, this.#ctx.claimIdleMs)
+          .own(
+            this.#client,
+            this.#group,
+            this.#name,
+            id,
+            this.#ctx.claimIdleMs,
+            counted ? (counts.get(id) ?? 1) - 1 : 0,
+          )
           .catch(() => undefined);
         continue;
       }
@@ -269,9 +283,11 @@ export class GroupConsumer {
         if (!settle()) return;
         await this.#ctx.ack(group, id);
       },
-      release: async () => {
+      release: async (options) => {
         if (!settle()) return;
-        await this.#ctx.own(this.#ctx.live(), group, this.#name, id, this.#ctx.claimIdleMs);
+        // Read ahead and handed back before any handler saw it: this delivery does not use up an attempt.
+        const retryCount = options?.untried === true ? count - 1 : undefined;
+        await this.#ctx.own(this.#ctx.live(), group, this.#name, id, this.#ctx.claimIdleMs, retryCount);
       },
     };
     this.#sink.deliver(delivery);

@@ -77,13 +77,18 @@ const capabilities: Capabilities = {
 
 /**
  * Sets an entry's idle time, only while `consumer` still owns it: renewing a lease (idle 0) or releasing it
- * (idle = claim idle time, so that any consumer's next XAUTOCLAIM takes it). A plain XCLAIM would take the entry
+ * (idle = claim idle time, so that any consumer's next XAUTOCLAIM takes it), and with a retry count, setting the
+ * delivery count (a release of an entry no handler saw takes its delivery back). A plain XCLAIM would take the entry
  * back from a peer that claimed it meanwhile. Returns 1, or 0 when the entry is no longer this consumer's.
  */
 const OWN_SCRIPT = `
 local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
 if p[1] == nil or p[1][2] ~= ARGV[2] then return 0 end
-redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'IDLE', ARGV[4], 'JUSTID')
+if ARGV[5] then
+  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'IDLE', ARGV[4], 'RETRYCOUNT', ARGV[5], 'JUSTID')
+else
+  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'IDLE', ARGV[4], 'JUSTID')
+end
 return 1`;
 
 /** Options of {@link redisBroker}: the endpoints.yml keys, plus `defineBroker`'s options. */
@@ -124,8 +129,24 @@ export function redisDriver(
     }
   };
 
-  const own = (c: Client, group: string, consumer: string, id: string, idleMs: number): Promise<number> =>
-    cmd(c).eval(OWN_SCRIPT, 1, stream, group, consumer, id, String(idleMs)) as Promise<number>;
+  const own = (
+    c: Client,
+    group: string,
+    consumer: string,
+    id: string,
+    idleMs: number,
+    retryCount?: number,
+  ): Promise<number> =>
+    cmd(c).eval(
+      OWN_SCRIPT,
+      1,
+      stream,
+      group,
+      consumer,
+      id,
+      String(idleMs),
+      ...(retryCount === undefined ? [] : [String(retryCount)]),
+    ) as Promise<number>;
 
   /** Acks of one group, sent as one XACK per tick: core acks each delivery on its own. */
   const ackers = new Map<

@@ -4,6 +4,8 @@
  * dedicated redis-server of the test's own with `appendonly yes` + `appendfsync always`, killed with SIGKILL; and
  * every case but the chaos tier against a 3-master Redis Cluster of the test's own.
  */
+
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { type CaseName, caseNames, runConformance } from '@parley/conformance';
 import { Cluster, type Redis } from 'ioredis';
 import { afterAll } from 'vitest';
@@ -29,7 +31,22 @@ const track = (destination: string) => {
 };
 
 // Short claim idle time: released entries go to a peer at its next claim scan, and the scans follow it.
-const tuning = { claim_idle_in_seconds: 2, block_in_seconds: 0.5 } as const;
+const CLAIM_IDLE_S = 2;
+const tuning = { claim_idle_in_seconds: CLAIM_IDLE_S, block_in_seconds: 0.5 } as const;
+const tolerances = {
+  // The lease is the claim idle time; a handover waits for it (a dead consumer's entry) plus a claim scan.
+  leaseMs: CLAIM_IDLE_S * 1000,
+  redeliveryDelayMs: CLAIM_IDLE_S * 1000 + 1_000,
+};
+/** `consumer-crash`'s child: node with tsx's loader (test/conformance-consumer.ts is TypeScript). */
+const consumerProcess = (env: Record<string, string>) => ({
+  module: fileURLToPath(new URL('./conformance-consumer.ts', import.meta.url)),
+  execArgv: [
+    '--import',
+    pathToFileURL(fileURLToPath(new URL('../../../node_modules/tsx/dist/loader.mjs', import.meta.url))).href,
+  ],
+  env: { PARLEY_REDIS_PREFIX: prefix, PARLEY_REDIS_CLAIM_IDLE: String(CLAIM_IDLE_S), ...env },
+});
 
 const sharedUrl = new URL(REDIS_URL);
 runConformance({
@@ -48,6 +65,8 @@ runConformance({
     persistent: 'runs in "redis (dedicated, appendfsync always)" below: the shared Redis is never restarted',
   },
   chaos: { upstream: { host: sharedUrl.hostname, port: Number(sharedUrl.port || 6379) } },
+  tolerances,
+  consumerProcess: consumerProcess({ PARLEY_REDIS_URL: REDIS_URL }),
   timeoutMs: 30_000,
   report: 'conformance-report.redis.json',
 });
@@ -64,6 +83,7 @@ runConformance({
       .map((name) => [name, 'runs against the shared Redis above']),
   ),
   chaos: { restartBroker: () => own.restart(500) },
+  tolerances,
   timeoutMs: 30_000,
   report: 'conformance-report.redis-restart.json',
 });
@@ -85,6 +105,8 @@ runConformance({
     'chaos-restart': noRestart,
     persistent: noRestart,
   },
+  tolerances,
+  consumerProcess: consumerProcess({ PARLEY_REDIS_CLUSTER: cluster.nodes.join(',') }),
   timeoutMs: 30_000,
   report: 'conformance-report.redis-cluster.json',
 });

@@ -127,7 +127,7 @@ describe('config', () => {
   });
 
   it.each([
-    [{ streem: 'x' }, /event_broker: unknown key "streem" for the redis broker/],
+    [{ streem: 'x' }, /event_broker: unknown key "streem" \(did you mean "stream"\?\) for the redis broker/],
     [{ url: 'redis://a', host: 'b' }, /event_broker\.host: expected either url or host/],
     [{ url: 'amqp://a' }, /event_broker\.url: expected redis:\/\/ or rediss:\/\//],
     [{ url: 'redis://:pw@a/x' }, /event_broker\.url: expected the URL path to be a database number/],
