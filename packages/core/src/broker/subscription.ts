@@ -61,6 +61,8 @@ const RENEW_FRACTION = 1 / 3;
 const MAX_CLOSE_STEP_MS = 5_000;
 const DEAD_LETTER_WARNING_MS = 5_000;
 const UNTRIED: ReleaseOptions = { untried: true };
+/** How long a failed consume waits for a connection loss to be reported before it counts as its own failure. */
+const LOSS_GRACE_MS = 250;
 
 export class SubscriptionImpl implements EventStream {
   readonly ready: Promise<void>;
@@ -248,7 +250,11 @@ export class SubscriptionImpl implements EventStream {
         await this.#start();
         return true;
       } catch (failure) {
-        if (this.#env.connection.isUp || this.#closing.signal.aborted) throw failure;
+        if (this.#closing.signal.aborted) throw failure;
+        // A consume that fails as the connection drops often fails a moment before the driver reports the loss:
+        // look again after a moment before calling it this subscription's own failure.
+        if (this.#env.connection.isUp) await sleep(LOSS_GRACE_MS, this.#closing.signal);
+        if (this.#env.connection.isUp && !this.#closing.signal.aborted) throw failure;
         await sleep(backoffDelay(attempt), this.#closing.signal);
       }
     }
