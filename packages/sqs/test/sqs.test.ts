@@ -1,0 +1,318 @@
+/**
+ * What only SQS does: its endpoints.yml keys, message attributes, FIFO groups and deduplication, the size limit,
+ * the native redrive policy, visibility as the lease, and stopping a long poll. Against fauxqs in this process (or
+ * SQS_ENDPOINT), each check through a raw client rather than through the adapter.
+ */
+import { randomUUID } from 'node:crypto';
+import { GetQueueUrlCommand, ReceiveMessageCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
+import { type BrokerConfig, type DeadLetter, type OutgoingMessage, userUttered } from '@parley/core';
+import { afterAll, describe, expect, it } from 'vitest';
+import { DEAD_LETTER_ATTRIBUTE, resolveSqsSettings, sqsBroker, sqsDriver } from '../src/index.js';
+import { drain } from './probe.js';
+import { startSqs } from './support.js';
+
+const sqs = await startSqs();
+afterAll(() => sqs.stop());
+
+const unique = (label: string) => `parley-sqs-${label}-${randomUUID().slice(0, 8)}`;
+const config = (options: Record<string, unknown>): BrokerConfig =>
+  ({ source: 'endpoints.yml', type: 'sqs', options }) as BrokerConfig;
+const urlOf = async (name: string) =>
+  (await sqs.raw.send(new GetQueueUrlCommand({ QueueName: name }))).QueueUrl!;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+async function until(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 15_000) {
+  const end = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+describe('config', () => {
+  const fails = (options: Record<string, unknown>, key: string, text: RegExp) =>
+    expect(() => resolveSqsSettings(config(options))).toThrow(
+      new RegExp(`event_broker\\.${key.replace('.', '\\.')}: .*${text.source}`),
+    );
+
+  it('names the key and what was expected', () => {
+    expect(() => resolveSqsSettings(config({ queue_name: 'q', queue_nmae: 'x' }))).toThrow(
+      /unknown key "queue_nmae" \(did you mean "queue_name"\?\) for the sqs broker/,
+    );
+    fails({}, 'queue_url', /expected queue_url or queue_name/);
+    fails(
+      { queue_name: 'q', queue_url: 'https://sqs.eu-west-1.amazonaws.com/1/q' },
+      'queue_name',
+      /found both/,
+    );
+    fails({ queue_url: 'not a url' }, 'queue_url', /expected a queue URL/);
+    fails({ queue_name: 'bad name!' }, 'queue_name', /letters, digits/);
+    fails({ queue_name: 'q', max_receive_count: 3 }, 'max_receive_count', /set dead_letter_queue/);
+    fails({ queue_name: 'q.fifo', dead_letter_queue: 'dl' }, 'dead_letter_queue', /FIFO queue/);
+    fails({ queue_name: 'q', access_key_id: 'AKIA' }, 'secret_access_key', /together/);
+    fails({ queue_name: 'q', wait_time_seconds: 21 }, 'wait_time_seconds', /20/);
+    fails({ queue_name: 'q', batch_size: 11 }, 'batch_size', /10/);
+    fails({ queue_name: 'q', queue_attributes: { DelaySeconds: 1 } }, 'queue_attributes', /create_queue/);
+  });
+
+  it('defaults, FIFO from the name, and the queue name from queue_url', () => {
+    const settings = resolveSqsSettings(
+      config({
+        queue_url: 'https://sqs.eu-west-1.amazonaws.com/123456789012/events.fifo',
+        visibility_timeout: '45',
+      }),
+    );
+    expect(settings).toMatchObject({
+      queueName: 'events.fifo',
+      fifo: true,
+      waitTimeSeconds: 20,
+      visibilityTimeout: 45,
+      batchSize: 10,
+      group: 'parley',
+      credentials: undefined,
+    });
+    expect(
+      resolveSqsSettings(config({ queue_name: 'q', dead_letter_queue: 'dl', max_receive_count: 4 }))
+        .maxAttempts,
+      'max_receive_count is the default maxAttempts',
+    ).toBe(4);
+  });
+});
+
+describe('publish', () => {
+  it('carries event, sender_id, RASA_ENVIRONMENT and headers as message attributes', async () => {
+    const name = unique('attrs');
+    const broker = sqsBroker({ ...sqs.keys, queue_name: name, create_queue: true, onWarning: () => {} });
+    const previous = process.env.RASA_ENVIRONMENT;
+    process.env.RASA_ENVIRONMENT = 'staging';
+    try {
+      await broker.publish({ sender_id: 'alice', ...userUttered('hi') }, { headers: { tenant: 'acme' } });
+    } finally {
+      if (previous === undefined) delete process.env.RASA_ENVIRONMENT;
+      else process.env.RASA_ENVIRONMENT = previous;
+    }
+    const [message] = await drain(sqs.raw, await urlOf(name));
+    const attributes = Object.fromEntries(
+      Object.entries(message!.MessageAttributes ?? {}).map(([k, v]) => [k, v.StringValue]),
+    );
+    expect(attributes).toMatchObject({
+      event: 'user',
+      sender_id: 'alice',
+      RASA_ENVIRONMENT: 'staging',
+      tenant: 'acme',
+    });
+    expect(JSON.parse(message!.Body!)).toMatchObject({ sender_id: 'alice', event: 'user', text: 'hi' });
+
+    await broker.publish({ sender_id: 'bob', ...userUttered('no env') });
+    const [second] = await drain(sqs.raw, await urlOf(name));
+    expect(second!.MessageAttributes?.RASA_ENVIRONMENT?.StringValue).toBe('RASA_ENVIRONMENT_NOT_SET');
+    await broker.close();
+  });
+
+  it('refuses an event over 256 KiB at once, naming the limit', async () => {
+    const name = unique('big');
+    const broker = sqsBroker({ ...sqs.keys, queue_name: name, create_queue: true, onWarning: () => {} });
+    await expect(broker.publish({ sender_id: 'a', ...userUttered('x'.repeat(300 * 1024)) })).rejects.toThrow(
+      /262144/,
+    );
+    await broker.close();
+  });
+
+  it('FIFO: MessageGroupId is sender_id, and a resend of one message id is stored once', async () => {
+    const name = `${unique('dedup')}.fifo`;
+    const driver = sqsDriver(
+      resolveSqsSettings(config({ ...sqs.keys, queue_name: name, create_queue: true })),
+    );
+    await driver.connect({ signal: new AbortController().signal, lost: () => {} });
+    const message: OutgoingMessage = {
+      id: randomUUID(),
+      body: new TextEncoder().encode('{"sender_id":"carol","event":"user","text":"once"}'),
+      senderId: 'carol',
+      eventName: 'user',
+      headers: {},
+    };
+    expect(await driver.send([message])).toEqual([{ ok: true }]);
+    // What core does after a retryable failure whose message did reach SQS: the same id again.
+    expect(await driver.send([message])).toEqual([{ ok: true }]);
+    const messages = await drain(sqs.raw, await urlOf(name));
+    expect(messages).toHaveLength(1);
+    expect(messages[0]!.Attributes?.MessageGroupId).toBe('carol');
+    await driver.close();
+  });
+});
+
+describe('consume', () => {
+  it('a native redrive policy moves what crashed consumers left, and Parley does not dead-letter it too', async () => {
+    const name = unique('redrive');
+    const deadLetters = `${name}-dl`;
+    const keys = {
+      ...sqs.keys,
+      queue_name: name,
+      create_queue: true,
+      dead_letter_queue: deadLetters,
+      max_receive_count: 2,
+      visibility_timeout: 1,
+      wait_time_seconds: 1,
+      onWarning: () => {},
+    };
+    const setup = sqsBroker(keys);
+    await setup.ready();
+    const url = await urlOf(name);
+    await sqs.raw.send(
+      new SendMessageCommand({
+        QueueUrl: url,
+        MessageBody: JSON.stringify({ sender_id: 'd', ...userUttered('x') }),
+      }),
+    );
+    // Two consumers that received it and died (no delete, no release): ApproximateReceiveCount reaches 2.
+    for (let i = 0; i < 2; i++) {
+      await until(
+        async () =>
+          (
+            (await sqs.raw.send(new ReceiveMessageCommand({ QueueUrl: url, VisibilityTimeout: 1 })))
+              .Messages ?? []
+          ).length > 0,
+        `receive ${i + 1}`,
+      );
+    }
+    await sleep(1_100);
+    const handled: string[] = [];
+    const letters: DeadLetter[] = [];
+    const sub = setup.subscribe(() => void handled.push('handled'), {
+      onDeadLetter: (d) => void letters.push(d),
+    });
+    await sub.ready;
+    let moved: Awaited<ReturnType<typeof drain>> = [];
+    await until(async () => {
+      moved = [...moved, ...(await drain(sqs.raw, await urlOf(deadLetters)))];
+      return moved.length > 0;
+    }, 'SQS to move it to the dead-letter queue');
+    await sleep(500);
+    expect(handled, 'the handler never saw it').toEqual([]);
+    expect(letters, 'Parley did not dead-letter it as well').toEqual([]);
+    expect(moved).toHaveLength(1);
+    expect(
+      moved[0]!.MessageAttributes?.[DEAD_LETTER_ATTRIBUTE],
+      'moved by SQS, not by Parley',
+    ).toBeUndefined();
+    await setup.close();
+  });
+
+  it('extends the visibility while a handler runs longer than it: no peer gets the message meanwhile', async () => {
+    const name = unique('lease');
+    const broker = sqsBroker({
+      ...sqs.keys,
+      queue_name: name,
+      create_queue: true,
+      visibility_timeout: 1,
+      wait_time_seconds: 1,
+      onWarning: () => {},
+    });
+    let handled = 0;
+    const sub = broker.subscribe(
+      async () => {
+        handled++;
+        await sleep(3_500);
+      },
+      { onDeadLetter: () => {} },
+    );
+    await sub.ready;
+    await broker.publish({ sender_id: 'e', ...userUttered('slow') });
+    await until(() => handled === 1, 'the handler to start');
+    const url = await urlOf(name);
+    const peer: unknown[] = [];
+    const end = Date.now() + 3_000;
+    while (Date.now() < end) {
+      const { Messages = [] } = await sqs.raw.send(
+        new ReceiveMessageCommand({ QueueUrl: url, WaitTimeSeconds: 0, VisibilityTimeout: 0 }),
+      );
+      peer.push(...Messages);
+      await sleep(200);
+    }
+    expect(peer, 'a peer receiving meanwhile').toEqual([]);
+    await until(() => sub.stats.acked === 1, 'the ack');
+    expect(handled).toBe(1);
+    expect(sub.stats.revoked).toBe(0);
+    await broker.close();
+  });
+
+  it('a consumer that dies mid-handler: a peer gets the message after the visibility timeout, as attempt 2', async () => {
+    const name = unique('crash');
+    const keys = {
+      ...sqs.keys,
+      queue_name: name,
+      create_queue: true,
+      visibility_timeout: 1,
+      wait_time_seconds: 1,
+    };
+    // The dying consumer: the driver alone, so nothing renews, deletes or releases what it received (as after SIGKILL).
+    const dying = sqsDriver(resolveSqsSettings(config(keys)));
+    await dying.connect({ signal: new AbortController().signal, lost: () => {} });
+    let received = 0;
+    let receivedAt = 0;
+    const consumer = await dying.consume(
+      { group: 'parley', readAhead: 1, from: 'latest', ordering: 'none' },
+      {
+        deliver: () => {
+          received++;
+          receivedAt = Date.now();
+        },
+        lost: () => {},
+      },
+    );
+    const peerBroker = sqsBroker({ ...keys, onWarning: () => {} });
+    await peerBroker.publish({ sender_id: 'f', ...userUttered('survives') });
+    await until(() => received === 1, 'the first consumer to receive it');
+    await consumer.stop();
+    const seen: { attempt: number; redelivered: boolean; at: number }[] = [];
+    const sub = peerBroker.subscribe(
+      (_, context) => {
+        seen.push({
+          attempt: context.attempt,
+          redelivered: context.redelivered,
+          at: Date.now() - receivedAt,
+        });
+      },
+      { onDeadLetter: () => {} },
+    );
+    await until(() => seen.length === 1, 'the peer to get it');
+    expect(seen[0]).toMatchObject({ attempt: 2, redelivered: true });
+    expect(
+      seen[0]!.at,
+      'ms after the first receive: not before its visibility timeout ran out',
+    ).toBeGreaterThanOrEqual(900);
+    await sub.close();
+    await peerBroker.close();
+    await dying.close();
+  });
+
+  it('close() stops a long poll at once, and nothing is handled after it resolved', async () => {
+    const name = unique('stop');
+    const broker = sqsBroker({
+      ...sqs.keys,
+      queue_name: name,
+      create_queue: true,
+      visibility_timeout: 1,
+      onWarning: () => {},
+    });
+    const handled: string[] = [];
+    const sub = broker.subscribe((event) => void handled.push(event.sender_id), { onDeadLetter: () => {} });
+    await sub.ready;
+    await sleep(300); // a 20 s ReceiveMessage is now waiting
+    const started = Date.now();
+    await sub.close();
+    expect(Date.now() - started, 'close() while a ReceiveMessage waits').toBeLessThan(2_000);
+    await broker.publish({ sender_id: 'after-close', ...userUttered('later') });
+    await sleep(500);
+    expect(handled).toEqual([]);
+    // The aborted poll may still take a message server-side (fauxqs does, and so can AWS): it is hidden for one
+    // visibility timeout, then back in the queue, never lost.
+    let left: Awaited<ReturnType<typeof drain>> = [];
+    await until(async () => {
+      left = [...left, ...(await drain(sqs.raw, await urlOf(name)))];
+      return left.length > 0;
+    }, 'the message to be in the queue');
+    expect(left.map((m) => m.MessageAttributes?.sender_id?.StringValue)).toEqual(['after-close']);
+    expect(handled).toEqual([]);
+    await broker.close();
+  });
+});
