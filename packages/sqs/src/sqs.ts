@@ -400,6 +400,8 @@ export function sqsDriver(
               QueueUrl: queueUrl,
               MaxNumberOfMessages: Math.min(10, options.readAhead - held.size),
               WaitTimeSeconds: waitTimeSeconds,
+              // Explicit, whatever the queue's default: the lease core renews is this long.
+              VisibilityTimeout: visibilityTimeout,
               MessageAttributeNames: ['All'],
               MessageSystemAttributeNames: ['ApproximateReceiveCount', 'MessageGroupId'],
             }),

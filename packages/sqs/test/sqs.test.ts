@@ -117,6 +117,16 @@ describe('publish', () => {
     await broker.close();
   });
 
+  it('refuses more headers than SQS has attributes for, naming the limit', async () => {
+    const name = unique('headers');
+    const broker = sqsBroker({ ...sqs.keys, queue_name: name, create_queue: true, onWarning: () => {} });
+    const headers = Object.fromEntries(Array.from({ length: 8 }, (_, i) => [`h${i}`, 'v']));
+    await expect(broker.publish({ sender_id: 'a', ...userUttered('x') }, { headers })).rejects.toThrow(
+      /at most 10 attributes: event, sender_id, RASA_ENVIRONMENT and 7 headers, found 8/,
+    );
+    await broker.close();
+  });
+
   it('FIFO: MessageGroupId is sender_id, and a resend of one message id is stored once', async () => {
     const name = `${unique('dedup')}.fifo`;
     const driver = sqsDriver(
