@@ -386,9 +386,9 @@ export function sqsDriver(
       let failures = 0;
       while (!stopped) {
         if (held.size >= options.readAhead) {
+          // stop() aborts the signal and calls freed() too: no listener per wait on the long-lived signal.
           await new Promise<void>((resolve) => {
             freed = resolve;
-            controller.signal.addEventListener('abort', () => resolve(), { once: true });
           });
           freed = undefined;
           continue;
@@ -433,6 +433,7 @@ export function sqsDriver(
     const stop = async () => {
       stopped = true;
       controller.abort();
+      freed?.();
       await running;
     };
     const consumer: DriverConsumer = {
@@ -495,7 +496,23 @@ export function sqsDriver(
     });
     if (call.length > 0) calls.push(call);
 
-    for (const entries of calls) {
+    /** Senders with an entry that failed retryably: nothing later of theirs goes out in this send. */
+    const held = new Set<string>();
+    const holdBack = (index: number) => {
+      outcomes[index] = {
+        ok: false,
+        error: new PublishError(SCOPE, 'an earlier event of its sender failed: sent again after it'),
+        retryable: true,
+      };
+    };
+    for (const all of calls) {
+      // A FIFO queue would store a later event of a sender before the earlier one that is resent: keep it back.
+      const entries = all.filter(({ index }) => {
+        if (!held.has(batch[index]!.senderId)) return true;
+        holdBack(index);
+        return false;
+      });
+      if (entries.length === 0) continue;
       try {
         const result = await sqs.send(
           new SendMessageBatchCommand({ QueueUrl: queueUrl, Entries: entries.map((e) => e.entry) }),
@@ -525,20 +542,19 @@ export function sqsDriver(
         const again = retryable(error);
         for (const { index } of entries) outcomes[index] = { ok: false, error: failure, retryable: again };
       }
+      for (const { index } of entries) {
+        const outcome = outcomes[index]!;
+        if (!outcome.ok && outcome.retryable) held.add(batch[index]!.senderId);
+      }
     }
-    // The contract's order rule: after a retryable failure, nothing later of that sender counts as sent (on FIFO
-    // queues the resend is deduplicated by its id; standard queues promise no order).
+    // The contract's order rule within one call too: after a retryable failure, nothing later of that sender counts
+    // as sent. It did reach the queue; on a FIFO queue its resend is deduplicated by its id (so SQS keeps it ahead
+    // of the earlier one: a rare reorder no client can undo), on a standard queue it is a duplicate (no order there).
     const failedSenders = new Set<string>();
     batch.forEach((message, index) => {
       const outcome = outcomes[index]!;
       if (!outcome.ok && outcome.retryable) failedSenders.add(message.senderId);
-      else if (outcome.ok && failedSenders.has(message.senderId)) {
-        outcomes[index] = {
-          ok: false,
-          error: new PublishError(SCOPE, 'an earlier event of its sender failed: sent again after it'),
-          retryable: true,
-        };
-      }
+      else if (outcome.ok && failedSenders.has(message.senderId)) holdBack(index);
     });
     return outcomes;
   };

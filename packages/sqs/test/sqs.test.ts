@@ -127,6 +127,35 @@ describe('publish', () => {
     await broker.close();
   });
 
+  it('reports each entry of a SendMessageBatch: a refused one fails alone, not retryable', async () => {
+    const name = unique('entries');
+    const driver = sqsDriver(
+      resolveSqsSettings(config({ ...sqs.keys, queue_name: name, create_queue: true })),
+    );
+    await driver.connect({ signal: new AbortController().signal, lost: () => {} });
+    const message = (sender: string, body: string): OutgoingMessage => ({
+      id: randomUUID(),
+      body: new TextEncoder().encode(body),
+      senderId: sender,
+      eventName: 'user',
+      headers: {},
+    });
+    // U+0001 is outside what SQS bodies may hold (#x9 | #xA | #xD | #x20 …): refused for its content.
+    const outcomes = await driver.send([
+      message('a', '{"n":1}'),
+      message('b', `{"n":"${String.fromCharCode(1)}"}`),
+      message('c', '{"n":3}'),
+    ]);
+    expect(outcomes.map((o) => o.ok)).toEqual([true, false, true]);
+    expect(outcomes[1]).toMatchObject({ ok: false, retryable: false });
+    expect(String((outcomes[1] as { error: Error }).error.message)).toMatch(
+      /^\[parley\] \[sqs\] SendMessageBatch refused/,
+    );
+    const stored = await drain(sqs.raw, await urlOf(name));
+    expect(stored.map((m) => m.Body).sort()).toEqual(['{"n":1}', '{"n":3}']);
+    await driver.close();
+  });
+
   it('FIFO: MessageGroupId is sender_id, and a resend of one message id is stored once', async () => {
     const name = `${unique('dedup')}.fifo`;
     const driver = sqsDriver(
