@@ -591,6 +591,7 @@ export function sqsDriver(
     consume,
     isReady: () => queueUrl !== undefined && !closed,
     async health() {
+      if (queueUrl === undefined) return { queue: settings.queueName, fifo, connected: false };
       const result = await sqs.send(
         new GetQueueAttributesCommand({
           QueueUrl: queueUrl,
