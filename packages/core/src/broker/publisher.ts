@@ -192,7 +192,11 @@ export class Publisher {
         !this.#abort.signal.aborted
       ) {
         const batch = this.#take();
-        if (batch.length === 0) break; // every waiting sender has a batch in flight
+        if (batch.length === 0) {
+          // Every waiting sender has a batch in flight: nothing can go before one settles (or a new publish comes).
+          this.#blocked = true;
+          break;
+        }
         this.#inFlight.add(batch);
         for (const entry of batch) this.#busySenders.add(entry.message.senderId);
         void this.#send(batch).then((outcomes) => this.#settle(batch, outcomes));
@@ -303,23 +307,27 @@ export class Publisher {
   }
 
   #roundWaiter: (() => void) | undefined;
+  /** Set when the waiting entries all belong to busy senders; a settled batch or a new publish clears it. */
+  #blocked = false;
 
   #wake(): void {
+    this.#blocked = false;
     const waiter = this.#roundWaiter;
     this.#roundWaiter = undefined;
     waiter?.();
   }
 
   /**
-   * Resolves when the pump may go on: when there is something to send and room for it, or when every batch has
-   * settled. After a retryable failure, only the latter: the failed entries must go first again.
+   * Resolves when the pump may go on: when there is something it can send and room for it, or when every batch
+   * has settled. After a retryable failure, only the latter: the failed entries must go first again. Resolving
+   * while every waiting sender is busy would spin the pump on microtasks and starve the I/O that settles batches.
    */
   #roundDone(): Promise<void> {
     return new Promise<void>((resolve) => {
       const check = () => {
         const room = this.#inFlight.size < this.#maxInFlight;
-        if (this.#inFlight.size === 0 || (this.#retry.length === 0 && this.#queue.length > 0 && room))
-          resolve();
+        const sendable = this.#retry.length === 0 && this.#queue.length > 0 && room && !this.#blocked;
+        if (this.#inFlight.size === 0 || sendable) resolve();
         else this.#roundWaiter = check;
       };
       check();
