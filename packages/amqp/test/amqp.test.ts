@@ -235,7 +235,10 @@ describe('reliability', () => {
     );
   });
 
-  it('fails fast instead of buffering with should_keep_unpublished_messages: false', async () => {
+  // Contract v2 moved waiting for the connection into core's publisher, which holds every publish until the
+  // broker is back: the driver is never asked to send, so it cannot fail fast. Issue 12.2 (core) makes these keys
+  // hold always, before the first connection too.
+  it.skip('fails fast instead of buffering with should_keep_unpublished_messages: false (needs core: issue 12.2)', async () => {
     const { exchange, queue } = names();
     const proxy = await startFaultProxy({
       upstream: { host: new URL(AMQP_URL).hostname, port: Number(new URL(AMQP_URL).port || 5672) },
@@ -342,11 +345,118 @@ describe('dead letters', () => {
     expect(m!.properties.headers).toMatchObject({
       'x-parley-reason': 'handler-failed',
       'x-parley-error': 'handler exploded',
-      'x-parley-attempts': 3,
+      'x-parley-attempts': '3',
       'x-parley-group': queue,
       'x-parley-sender-id': 'dl',
     });
     expect(sub.stats.deadLettered).toBe(1);
+  });
+});
+
+describe('dead letters through the contract: deadLetters() and redrive()', () => {
+  it("lists a group's dead letters without consuming them, and redrives the chosen ones to that group only", async () => {
+    const { exchange, queue } = names();
+    const broker = track(amqpBroker({ url: AMQP_URL, exchange_name: exchange, queues: [queue], ...quiet }));
+    const other = collector(1);
+    await broker.subscribe(other.handler, { group: 'other' }).ready;
+    let failing = true;
+    const handled: number[] = [];
+    const sub = broker.subscribe(
+      (e) => {
+        if (failing) throw new Error(`no ${e.event === 'slot' ? String(e.value) : ''}`);
+        handled.push(e.event === 'slot' ? Number(e.value) : -1);
+      },
+      { maxAttempts: 1 },
+    );
+    await sub.ready;
+    for (let i = 0; i < 3; i++)
+      await broker.publish({ sender_id: 'dl', ...slotSet('n', i) }, { headers: { k: `v${i}` } });
+    await expect.poll(() => sub.stats.deadLettered, { timeout: 10_000 }).toBe(3);
+    await other.all;
+
+    const letters = await broker.deadLetters(queue);
+    expect(letters.map((l) => [l.reason, l.error.message, l.attempts, l.senderId, l.headers])).toEqual(
+      [0, 1, 2].map((i) => ['handler-failed', `no ${i}`, 1, 'dl', { k: `v${i}` }]),
+    );
+    expect(new Set(letters.map((l) => l.id)).size).toBe(3);
+    expect(letters.every((l) => l.id.startsWith('dl-') && l.messageId !== '' && l.group === queue)).toBe(
+      true,
+    );
+    // Listing took nothing: a second look sees the same, in the same order.
+    expect((await broker.deadLetters(queue)).map((l) => l.id)).toEqual(letters.map((l) => l.id));
+
+    failing = false;
+    expect(await broker.redrive({ group: queue, ids: [letters[0]!.id, letters[2]!.id] })).toEqual({
+      redriven: 2,
+    });
+    await expect.poll(() => [...handled].sort(), { timeout: 10_000 }).toEqual([0, 2]);
+    expect((await broker.deadLetters(queue)).map((l) => l.id)).toEqual([letters[1]!.id]);
+    // The other group got each event once, when it was published: a redrive goes to its own group only.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(other.seen).toHaveLength(3);
+    await expect(broker.redrive({ group: queue, ids: ['nope'] })).rejects.toThrow(
+      /no dead letter of group .* has the id "nope"/,
+    );
+    expect(await broker.redrive({ group: queue })).toEqual({ redriven: 1 });
+    await expect.poll(() => [...handled].sort(), { timeout: 10_000 }).toEqual([0, 1, 2]);
+    expect(await broker.deadLetters(queue)).toEqual([]);
+  });
+
+  it('a group with no dead-letter queue yet has no dead letters', async () => {
+    const { exchange, queue } = names();
+    const broker = track(amqpBroker({ url: AMQP_URL, exchange_name: exchange, queues: [queue], ...quiet }));
+    expect(await broker.deadLetters('never-consumed')).toEqual([]);
+  });
+});
+
+describe('deliveries', () => {
+  it('carry the message id Parley published with; a foreign message without one gets a hash of its bytes, stable across redeliveries', async () => {
+    const { exchange, queue } = names();
+    const broker = track(amqpBroker({ url: AMQP_URL, exchange_name: exchange, queues: [queue], ...quiet }));
+    const ids: [string, boolean][] = [];
+    const sub = broker.subscribe(
+      (_e, context) => {
+        ids.push([context.id, context.redelivered]);
+        if (ids.length === 2) throw new Error('once more');
+      },
+      { maxAttempts: 2, backoff: { initialMs: 10, maxMs: 10 } },
+    );
+    await sub.ready;
+    const tap = await rawChannel();
+    const { queue: tapQueue } = await tap.assertQueue('', { exclusive: true });
+    await tap.bindQueue(tapQueue, exchange, '');
+    await broker.publish({ sender_id: 's', ...slotSet('a', 1) });
+    const [sent] = await getAll(tapQueue, 1);
+    tap.publish(
+      exchange,
+      '',
+      Buffer.from('{"sender_id": "s", "event": "slot", "timestamp": 1.0, "name": "b", "value": 2}'),
+    );
+    await expect.poll(() => ids.length, { timeout: 10_000 }).toBe(3);
+    expect(ids[0]![0]).toBe(sent!.properties.messageId);
+    expect(ids[1]![0]).toMatch(/^sha256:[0-9a-f]{32}$/);
+    expect(ids[2]![0]).toBe(ids[1]![0]); // tried again in-process: the same message
+    await tap.close();
+  });
+
+  it("declares ordering: 'consumer': two consumers of one queue may handle one sender at once", async () => {
+    const { exchange, queue } = names();
+    const broker = track(amqpBroker({ url: AMQP_URL, exchange_name: exchange, queues: [queue], ...quiet }));
+    expect(broker.capabilities).toMatchObject({ ordering: 'consumer', retry: 'in-process', redrive: true });
+    let running = 0;
+    let most = 0;
+    const done = collector(10);
+    const handler = async (e: EventEnvelope<AnyEvent>) => {
+      most = Math.max(most, ++running);
+      await new Promise((r) => setTimeout(r, 50));
+      running--;
+      done.handler(e);
+    };
+    await Promise.all([broker.subscribe(handler).ready, broker.subscribe(handler).ready]);
+    for (let i = 0; i < 10; i++) await broker.publish({ sender_id: 'one', ...slotSet('n', i) });
+    await done.all;
+    // Each consumer keeps the sender to one at a time; RabbitMQ gives the queue to both.
+    expect(most).toBe(2);
   });
 });
 
@@ -369,6 +479,29 @@ describe("RabbitMQ restart (on the tests' own node)", () => {
     await during;
     await c.all;
     expect(c.seen.map((e) => (e.event === 'slot' ? e.name : ''))).toContain('during');
+    await expect.poll(() => sub.stats.resumed).toBe(1);
+  }, 90_000);
+
+  it("a publisher that reconnects first does not lose its process's groups: Rasa's exchange and bindings are gone after a restart", async () => {
+    const node = ownNode();
+    const { exchange, queue } = names();
+    const options = { url: node.url, exchange_name: exchange, queues: [queue], ...quiet };
+    // Two brokers of one process; the publisher comes back long before the subscriber.
+    const publisher = track(amqpBroker({ ...options, retry_delay_in_seconds: 0.2 }));
+    const subscriber = track(amqpBroker({ ...options, retry_delay_in_seconds: 4 }));
+    const got = new Set<number>();
+    const sub = subscriber.subscribe((e) => void got.add(e.event === 'slot' ? Number(e.value) : -1), {
+      group: 'not-in-queues',
+    });
+    await sub.ready;
+    const restarting = restartApp(node.node);
+    const publishes: Promise<void>[] = [];
+    for (let i = 0; i < 20; i++) {
+      publishes.push(publisher.publish({ sender_id: 's', ...slotSet('n', i) }));
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    await Promise.all([...publishes, restarting]);
+    await expect.poll(() => got.size, { timeout: 20_000 }).toBe(20);
     await expect.poll(() => sub.stats.resumed).toBe(1);
   }, 90_000);
 });
