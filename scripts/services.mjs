@@ -73,6 +73,39 @@ const services = [
     },
   },
   {
+    name: 'Redis',
+    async up() {
+      const url = new URL(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
+      const host = url.hostname || '127.0.0.1';
+      const port = Number(url.port || 6379);
+      // The Redis tests start their own servers (append-only, Cluster, Sentinel): they need the binaries too.
+      if (!has('redis-server') || !has('redis-cli'))
+        aptInstall(['redis-server', 'redis-tools'], 'the Redis tests need redis-server and redis-cli');
+      if (await reachable(host, port)) return `reachable at ${host}:${port}`;
+      if (process.env.REDIS_URL)
+        throw new Error(`REDIS_URL points at ${host}:${port}, which does not answer`);
+      // Nothing on disk: a test Redis keeps no state between runs.
+      spawnSync(
+        'redis-server',
+        [
+          '--port',
+          String(port),
+          '--bind',
+          '127.0.0.1',
+          '--save',
+          '',
+          '--appendonly',
+          'no',
+          '--daemonize',
+          'yes',
+        ],
+        { stdio: 'ignore' },
+      );
+      await waitFor(() => reachable(host, port), 30, 'Redis');
+      return `started (redis-server --daemonize yes), listening at ${host}:${port}`;
+    },
+  },
+  {
     name: 'Python peers (pika)',
     async up() {
       const python = '/usr/bin/python3';

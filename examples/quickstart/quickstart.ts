@@ -42,7 +42,8 @@ const subscription = broker.subscribe(
     console.log(describe(event));
     if (++received === total) allReceived();
   },
-  { group: `quickstart-${process.pid}` },
+  // A throwaway group: a demo must leave no queue behind on a real broker.
+  { group: `quickstart-${process.pid}`, ephemeral: true },
 );
 await subscription.ready;
 

@@ -55,6 +55,10 @@ const capabilities: Capabilities = {
   batchPublish: true,
   persistent: true, // a publish resolves once its files are renamed into place
   headers: false, // a file is the body alone, so any program can publish by writing one
+  deliveryCount: false, // a file carries no count of its deliveries
+  retry: 'in-process', // Parley holds the claim and tries again; a file cannot be hidden for a while
+  leases: false, // a claim is only taken back when a consumer of the group starts and finds it stale
+  redrive: false,
 };
 
 const SCOPE = 'spool';
@@ -81,6 +85,8 @@ interface Held {
   readonly name: string;
   /** Acked, released, or taken back by a cut: a second ack or release does nothing. */
   settled: boolean;
+  /** Aborted when a cut takes it back: core then neither acknowledges nor retries it. */
+  readonly revoked: AbortController;
 }
 
 /** The driver alone, for `defineBroker` (and for tests that need its `faults`); users want `spoolBroker`. */
@@ -91,7 +97,7 @@ export function spoolDriver(options: SpoolBrokerOptions): BrokerDriver<SpoolClie
   const warn = options.onWarning ?? ((message: string) => process.emitWarning(message, 'ParleyWarning'));
   const consumers = new Set<{
     pump(): Promise<void>;
-    releaseAll(): Promise<unknown>;
+    releaseAll(revoke?: boolean): Promise<unknown>;
     handle: DriverConsumer;
   }>();
   let connected = false;
@@ -178,7 +184,7 @@ export function spoolDriver(options: SpoolBrokerOptions): BrokerDriver<SpoolClie
       return sending;
     },
 
-    async consume({ group, prefetch }, deliver) {
+    async consume({ group, readAhead }, sink) {
       const queue = join(root, 'queue', groupDir(group));
       const claimed = join(root, 'claimed', groupDir(group));
       await mkdir(queue, { recursive: true });
@@ -191,9 +197,10 @@ export function spoolDriver(options: SpoolBrokerOptions): BrokerDriver<SpoolClie
       let again = false;
       let lastError = '';
 
-      const settle = async (item: Held, ack: boolean): Promise<void> => {
+      const settle = async (item: Held, ack: boolean, revoke = false): Promise<void> => {
         if (item.settled) return;
         item.settled = true;
+        if (revoke) item.revoked.abort();
         held.delete(item);
         try {
           if (ack) await unlink(item.file);
@@ -216,7 +223,7 @@ export function spoolDriver(options: SpoolBrokerOptions): BrokerDriver<SpoolClie
         try {
           do {
             again = false;
-            while (!stopped && !cut && held.size < prefetch) {
+            while (!stopped && !cut && held.size < readAhead) {
               if (names.length === 0) names = (await readdir(queue)).filter((n) => n.endsWith('.msg')).sort();
               const name = names.shift();
               if (name === undefined) break;
@@ -234,13 +241,16 @@ export function spoolDriver(options: SpoolBrokerOptions): BrokerDriver<SpoolClie
                 if (body instanceof Error) throw body;
                 break;
               }
-              const item: Held = { file, name, settled: false };
+              const item: Held = { file, name, settled: false, revoked: new AbortController() };
               held.add(item);
               const redelivered = name.endsWith('.r.msg');
-              deliver({
+              sink.deliver({
+                // The name without its redelivery mark: the same id every time the file comes back.
+                id: redelivered ? `${name.slice(0, -'.r.msg'.length)}.msg` : name,
                 body,
                 headers: {},
                 redelivered,
+                revoked: item.revoked.signal,
                 ack: () => settle(item, true),
                 release: () => settle(item, false),
               });
@@ -264,7 +274,8 @@ export function spoolDriver(options: SpoolBrokerOptions): BrokerDriver<SpoolClie
         // fs.watch is not supported here: polling alone
       }
       const timer = setInterval(pump, pollMs);
-      const releaseAll = () => Promise.all([...held].map((item) => settle(item, false)));
+      const releaseAll = (revoke = false) =>
+        Promise.all([...held].map((item) => settle(item, false, revoke)));
       const handle: DriverConsumer = {
         async stop() {
           stopped = true;
@@ -305,7 +316,7 @@ export function spoolDriver(options: SpoolBrokerOptions): BrokerDriver<SpoolClie
     faults: {
       async cut() {
         cut = true;
-        await Promise.all([...consumers].map((consumer) => consumer.releaseAll()));
+        await Promise.all([...consumers].map((consumer) => consumer.releaseAll(true)));
       },
       async restore() {
         cut = false;

@@ -5,19 +5,36 @@
  * Errors name the key, what was expected and the file; credentials never appear in a message.
  */
 import { readFileSync } from 'node:fs';
-import { type BrokerConfig, ConfigError, readOptions, type WireFormat } from '@parley/core';
+import { inspect } from 'node:util';
+import {
+  type BrokerConfig,
+  ConfigError,
+  didYouMean,
+  readOptions,
+  redactUrl,
+  type WireFormat,
+} from '@parley/core';
 
-/** The settings the driver runs on, resolved from endpoints.yml keys (or the same keys passed in code). */
+export { redactUrl };
+
+/**
+ * The settings the driver runs on, resolved from endpoints.yml keys (or the same keys passed in code). The object
+ * never prints a secret: `urls` and `socketOptions` are accessors over private fields, so neither
+ * `util.inspect` (at any depth, with any options) nor `JSON.stringify` sees them; both show `safeUrls` instead.
+ */
 export interface AmqpSettings {
   /**
    * Connection URLs, credentials included, tried in turn (failover across a cluster's nodes). Always with an
    * explicit port; credentials are percent-encoded the way amqplib decodes them; TLS and `heartbeat` query
-   * parameters are taken out (they are in `socketOptions` and `heartbeat`).
+   * parameters are taken out (they are in `socketOptions` and `heartbeat`). Secret: never log it.
    */
   readonly urls: readonly string[];
   /** The same URLs with the password redacted, for logs and errors. */
   readonly safeUrls: readonly string[];
-  /** TLS options for amqplib's connect (`cert`, `key`, `ca` as file contents, `passphrase`, ...). */
+  /**
+   * TLS options for amqplib's connect (`cert`, `key`, `ca` as file contents, `passphrase`, ...). Secret (the key
+   * and its passphrase): never log it.
+   */
   readonly socketOptions: Readonly<Record<string, unknown>>;
   /** Heartbeat in seconds (0 disables): the `heartbeat` key, else the URL's `?heartbeat`, else 60. */
   readonly heartbeat: number;
@@ -155,15 +172,12 @@ export function resolveAmqpSettings(config: BrokerConfig, context: ResolveContex
   const confirmTimeout = o.number('confirm_timeout_in_seconds', 30, { min: 0 });
   const maxMessageBytes = o.integer('max_message_size', 16 * 1024 * 1024, { min: 1 });
   const deadLetter = o.string('dead_letter_queue', '{group}.dead-letter');
-  const format = o.string('format');
+  const format = o.oneOf<WireFormat>('format', ['python', 'compact']);
   o.done({
     warnOnly: WARN_ONLY,
     warn: (message) => emit(message.replace(/^\[parley\] /, '[parley] [amqp] ')),
   });
 
-  if (format !== undefined && format !== 'python' && format !== 'compact') {
-    fail('format', `expected "python" or "compact", found ${JSON.stringify(format)}`);
-  }
   if (confirmTimeout === 0) fail('confirm_timeout_in_seconds', 'expected a number > 0, found 0');
   if (exchange.trim() === '') fail('exchange_name', 'expected a non-empty name');
   if (deadLetter.trim() === '') fail('dead_letter_queue', 'expected a non-empty name');
@@ -254,7 +268,9 @@ export function resolveAmqpSettings(config: BrokerConfig, context: ResolveContex
   if (params.has('capath')) warn(mainKey, '?capath (a CA directory) is not supported by Node: use ?cafile');
   const verify = params.get('verify');
   if (verify !== undefined && verify !== 'verify_peer' && verify !== 'verify_none') {
-    fail(mainKey, `expected ?verify=verify_peer or verify_none, found ${JSON.stringify(verify)}`);
+    const near = didYouMean(verify, ['verify_peer', 'verify_none']);
+    const hint = near === undefined ? '' : ` (did you mean ${near}?)`;
+    fail(mainKey, `expected ?verify=verify_peer or verify_none, found ${JSON.stringify(verify)}${hint}`);
   }
   // aiormq verifies unless no_verify_ssl is "0"-valued; RabbitMQ's URI spec says verify=verify_none.
   if ((params.has('no_verify_ssl') && params.get('no_verify_ssl') !== '0') || verify === 'verify_none') {
@@ -305,10 +321,8 @@ export function resolveAmqpSettings(config: BrokerConfig, context: ResolveContex
   const names = [...new Set([...(queues ?? []), ...(legacyQueue === undefined ? [] : [legacyQueue])])];
   if (names.some((name) => name.trim() === '')) fail('queues', 'expected non-empty queue names');
 
-  return {
-    urls,
+  return new ResolvedSettings(urls, socketOptions, {
     safeUrls: urls.map(redactUrl),
-    socketOptions,
     heartbeat,
     exchange,
     queues: names.length > 0 ? names : ['rasa_core_events'],
@@ -321,14 +335,68 @@ export function resolveAmqpSettings(config: BrokerConfig, context: ResolveContex
     prefetch,
     bufferSize,
     maxMessageBytes,
-    format: format as WireFormat | undefined,
-  };
+    format,
+  });
 }
 
-/** `amqp://user:pass@host:5672/vhost` → `amqp://user:<redacted>@host:5672/vhost`, for every URL in a text. */
-export function redactUrl(url: string): string {
-  // Greedy up to the authority's last '@', like URL parsers: an unencoded '@' in a password stays hidden.
-  return url.replace(/\b([a-z][a-z0-9+.-]*:\/\/)([^\s/?#@:]*):([^\s/?#]*)@/gi, '$1$2:<redacted>@');
+type PublicSettings = Omit<AmqpSettings, 'urls' | 'socketOptions'>;
+
+/**
+ * AmqpSettings whose secrets live in private fields behind prototype accessors: `broker.client.settings` is
+ * reachable from every broker, and `util.inspect(broker, { depth: Infinity })` or `JSON.stringify(broker)` must not
+ * print a password. Private fields are invisible to both (and to `showHidden`, `getters` and spread copies).
+ */
+class ResolvedSettings implements AmqpSettings {
+  readonly #urls: readonly string[];
+  readonly #socketOptions: Readonly<Record<string, unknown>>;
+  readonly safeUrls!: readonly string[];
+  readonly heartbeat!: number;
+  readonly exchange!: string;
+  readonly queues!: readonly string[];
+  readonly appId!: string | undefined;
+  readonly connectionAttempts!: number;
+  readonly retryDelayMs!: number;
+  readonly bufferUnpublished!: boolean;
+  readonly confirmTimeoutMs!: number;
+  readonly deadLetterQueue!: (group: string) => string;
+  readonly prefetch!: number | undefined;
+  readonly bufferSize!: number | undefined;
+  readonly maxMessageBytes!: number;
+  readonly format!: WireFormat | undefined;
+
+  constructor(
+    urls: readonly string[],
+    socketOptions: Readonly<Record<string, unknown>>,
+    rest: PublicSettings,
+  ) {
+    this.#urls = urls;
+    this.#socketOptions = socketOptions;
+    Object.assign(this, rest);
+  }
+
+  get urls(): readonly string[] {
+    return this.#urls;
+  }
+
+  get socketOptions(): Readonly<Record<string, unknown>> {
+    return this.#socketOptions;
+  }
+
+  /** What `JSON.stringify` writes: every setting, the URLs redacted, the TLS options by name only. */
+  toJSON(): Record<string, unknown> {
+    const { deadLetterQueue: _, ...rest } = this;
+    const tls = Object.fromEntries(
+      Object.entries(this.#socketOptions).map(([key, value]) => [
+        key,
+        typeof value === 'boolean' ? value : '<redacted>',
+      ]),
+    );
+    return { ...rest, urls: this.safeUrls, socketOptions: tls };
+  }
+
+  [inspect.custom](_depth: number, options: object, show: typeof inspect): string {
+    return `AmqpSettings ${show(this.toJSON(), options)}`;
+  }
 }
 
 /** A host name (`host`, `host:port`, `::1`) or a full URL; never prints the text, it may hold a password. */

@@ -149,6 +149,29 @@ describe('endpoints.yml', () => {
     await broker.publish({ sender_id: 's', ...slotSet('a', 1) });
     expect(await getAll(queue, 1)).toHaveLength(1);
   });
+
+  it('createBroker takes the same section as a plain object: { type: "pika", url, … }', async () => {
+    const { exchange, queue } = names();
+    const url = new URL(AMQP_URL);
+    const broker = track(
+      await createBroker(
+        {
+          type: 'pika',
+          url: url.hostname,
+          port: url.port || '5672',
+          username: decodeURIComponent(url.username) || 'guest',
+          // biome-ignore lint/suspicious/noTemplateCurlyInString: endpoints.yml's `${VAR}` syntax
+          password: '${RABBIT_PASSWORD}',
+          queues: [queue],
+          exchange_name: exchange,
+        },
+        { ...quiet, env: { RABBIT_PASSWORD: decodeURIComponent(url.password) || 'guest' } },
+      ),
+    );
+    expect(broker.name).toBe('amqp');
+    await broker.publish({ sender_id: 's', ...slotSet('a', 1) });
+    expect(await getAll(queue, 1)).toHaveLength(1);
+  });
 });
 
 describe('reliability', () => {

@@ -368,12 +368,21 @@ describe('keys', () => {
   it('unknown keys are an error listing the known ones; invalid values name their key', () => {
     const error = failure({ url: 'h', ...creds, exchange: 'x' });
     expect(error.message).toMatch(
-      /event_broker: unknown key "exchange" for the amqp broker; known keys: .*exchange_name/,
+      /event_broker: unknown key "exchange" \(did you mean "exchange_name"\?\) for the amqp broker; known keys: .*exchange_name/,
     );
     for (const key of ['anonymization_queues', 'hosts', 'prefetch', 'queue', 'stream_pii', 'url']) {
       expect(error.message).toContain(key);
     }
     expect(failure({ url: 'h', ...creds, format: 'json' }).key).toBe('event_broker.format');
+    expect(failure({ url: 'h', ...creds, format: 'pyhton' }).message).toBe(
+      '[parley] endpoints.yml: event_broker.format: expected "python" or "compact", found "pyhton" (did you mean "python"?)',
+    );
+    expect(failure({ url: 'h', ...creds, usrename: 'u' }).message).toContain(
+      'unknown key "usrename" (did you mean "username"?)',
+    );
+    expect(failure({ url: 'amqps://h?verify=verify_peers', ...creds }).message).toContain(
+      'found "verify_peers" (did you mean verify_peer?)',
+    );
     expect(failure({ url: 'h', ...creds, connection_attempts: 0 }).key).toBe(
       'event_broker.connection_attempts',
     );

@@ -41,6 +41,10 @@ export interface FaultProxy {
    * connection the listener accepted (refused ones included); `cut` counts every connection the proxy reset
    * on purpose (those severed by {@link FaultProxy.cut} and those refused in `cut` or `refuse` mode).
    * `bytesUp` is client to upstream, `bytesDown` upstream to client, both counted as forwarded.
+   * `upstream` counts connections that reached the upstream (refused and held ones do not): what a client that
+   * really goes through the proxy must make. `turns` counts request/response turns: each time bytes go up after
+   * bytes came down on a connection (a connection's first bytes up count as one), so a client that waits for a
+   * reply to each message makes one turn per message, and one that sends a batch per round trip far fewer.
    */
   readonly stats: {
     readonly open: number;
@@ -48,6 +52,8 @@ export interface FaultProxy {
     readonly cut: number;
     readonly bytesUp: number;
     readonly bytesDown: number;
+    readonly upstream: number;
+    readonly turns: number;
   };
   /**
    * Destroys every open connection (both sides, with RST where possible) and refuses new ones (accept then
@@ -90,6 +96,8 @@ interface Link {
   readonly up: Flow;
   /** Upstream to client. */
   readonly down: Flow;
+  /** Which way bytes were last forwarded, for counting turns. */
+  last: Direction | undefined;
 }
 
 type Direction = 'up' | 'down';
@@ -129,7 +137,7 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
   const { upstream } = options;
   const host = options.listen?.host ?? '127.0.0.1';
   const links = new Set<Link>();
-  const stats = { open: 0, accepted: 0, cut: 0, bytesUp: 0, bytesDown: 0 };
+  const stats = { open: 0, accepted: 0, cut: 0, bytesUp: 0, bytesDown: 0, upstream: 0, turns: 0 };
   let mode: FaultMode = 'open';
   let closing: Promise<void> | undefined;
 
@@ -143,8 +151,11 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
       destination.end(); // propagate the half-close; the other direction keeps flowing
       return;
     }
-    if (direction === 'up') stats.bytesUp += chunk.length;
-    else stats.bytesDown += chunk.length;
+    if (direction === 'up') {
+      stats.bytesUp += chunk.length;
+      if (link.last !== 'up') stats.turns += 1;
+    } else stats.bytesDown += chunk.length;
+    link.last = direction;
     const flow = link[direction];
     if (!destination.write(chunk) && !flow.blocked) {
       // Manual backpressure instead of pipe(): pipe() resumes its source on 'drain' on its own, which would
@@ -207,6 +218,7 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
     socket.on('error', ignore);
     socket.on('connect', () => {
       socket.setNoDelay(true);
+      stats.upstream += 1;
       link.connected = true;
       sync(link);
     });
@@ -233,6 +245,7 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
       connected: false,
       up: { queue: [], blocked: false },
       down: { queue: [], blocked: false },
+      last: undefined,
     };
     links.add(link);
     stats.open = links.size;

@@ -17,12 +17,14 @@ import {
   type CollectorOptions,
   destinationName,
   type Envelope,
+  MAX_QUIET_PERIOD_MS,
   newRunId,
+  quietPeriod,
   type WaitOptions,
   waitFor,
   withTimeout,
 } from './support.js';
-import type { CaseName, CheckName, ConformanceOptions } from './types.js';
+import type { CaseName, CheckName, ConformanceOptions, Tolerances } from './types.js';
 
 /** What the suite knows before registering cases: the adapter's options and what its brokers declare. */
 export interface SuiteSetup {
@@ -75,6 +77,29 @@ export class CaseContext {
 
   get timeoutMs(): number {
     return this.setup.timeoutMs;
+  }
+
+  get tolerances(): Tolerances {
+    return this.options.tolerances ?? {};
+  }
+
+  /**
+   * How long to wait for a message to reach a peer after its consumer let go of it (closed, crashed, lost its
+   * lease): the delivery timeout plus the broker's `tolerances.redeliveryDelayMs`.
+   */
+  get handoverTimeoutMs(): number {
+    return this.timeoutMs + (this.tolerances.redeliveryDelayMs ?? 0);
+  }
+
+  /**
+   * A negative check's wait (nothing more may arrive): `ms`, or the adapter's `tolerances.quietPeriodMs` when it
+   * sets one, for brokers that deliver slowly.
+   */
+  quietPeriod(ms: number): Promise<void> {
+    const wanted = this.tolerances.quietPeriodMs;
+    return wanted === undefined
+      ? quietPeriod(ms)
+      : quietPeriod(wanted, Math.max(wanted, MAX_QUIET_PERIOD_MS));
   }
 
   /** Why the adapter disabled a check within cases (`disable: { redelivered: '…' }`), or undefined when it is on. */

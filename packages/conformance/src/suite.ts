@@ -7,11 +7,9 @@ import { resolve } from 'node:path';
 import type { Capabilities } from '@parley/core';
 import { afterAll, describe, it } from 'vitest';
 import { cases } from './cases/index.js';
-import { CaseContext, type CaseDefinition, type SuiteSetup } from './harness.js';
-import { destinationName, newRunId } from './support.js';
+import type { CaseDefinition, SuiteSetup } from './harness.js';
+import { discover, executeCase, firstLine, skipReason } from './run-case.js';
 import { type CaseName, type CheckName, type ConformanceOptions, caseNames, checkNames } from './types.js';
-
-const DEFAULT_TIMEOUT_MS = 20_000;
 
 type CaseStatus = 'passed' | 'failed' | 'skipped';
 
@@ -69,29 +67,13 @@ export function runConformance(options: ConformanceOptions): void {
   });
 }
 
-/** Makes one broker to read what it declares, then closes it. */
-async function discover(options: ConformanceOptions): Promise<SuiteSetup> {
-  const destination = destinationName(newRunId(), 'setup');
-  const broker = await options.create({ destination });
-  const { capabilities } = broker;
-  await broker.close();
-  await options.probe.cleanup?.(destination);
-  return { options, adapter: options.name, capabilities, timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS };
-}
-
 function register(definition: CaseDefinition, setup: SuiteSetup, results: Map<string, CaseReport>): void {
   const { id } = definition;
   const title = definition.title?.(setup) ?? id;
-  const disabled = setup.options.disable?.[id];
-  if (disabled !== undefined) {
-    results.set(id, { id, status: 'skipped', reason: `disabled: ${disabled}` });
-    it.skip(`${title} (disabled: ${disabled})`, () => {});
-    return;
-  }
-  const missing = definition.skip?.(setup);
-  if (missing !== undefined) {
-    results.set(id, { id, status: 'skipped', reason: missing });
-    it.skip(`${title} (skipped: ${missing})`, () => {});
+  const skipped = skipReason(definition, setup);
+  if (skipped !== undefined) {
+    results.set(id, { id, status: 'skipped', reason: skipped });
+    it.skip(`${title} (${skipped})`, () => {});
     return;
   }
   const result: CaseReport = { id, status: 'skipped', reason: 'not run (filtered out)' };
@@ -100,26 +82,12 @@ function register(definition: CaseDefinition, setup: SuiteSetup, results: Map<st
   it(
     title,
     async () => {
-      const started = Date.now();
       Object.assign(result, { status: 'failed', reason: 'did not finish (timed out or interrupted)' });
-      const t = new CaseContext(id, setup);
-      let failure: unknown;
-      try {
-        await definition.run(t);
-      } catch (error) {
-        failure = error;
-      }
-      const leaks = await t.dispose();
-      result.durationMs = Date.now() - started;
-      if (failure === undefined && leaks.length > 0) {
-        failure = new AggregateError(
-          leaks,
-          `[conformance] cleanup failed: ${leaks.map((e) => e.message).join('; ')}`,
-        );
-      }
+      const { failure, durationMs } = await executeCase(definition, setup);
+      result.durationMs = durationMs;
       if (failure !== undefined) {
         result.status = 'failed';
-        result.reason = (failure instanceof Error ? failure.message : String(failure)).split('\n')[0];
+        result.reason = firstLine(failure);
         throw failure;
       }
       result.status = 'passed';

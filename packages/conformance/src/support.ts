@@ -15,6 +15,7 @@ import {
   type EventEnvelope,
   now,
   slotSet,
+  unknownEvent,
   userUttered,
 } from '@parley/core';
 import { rasaSampleLines } from './rasa-sample.js';
@@ -41,12 +42,15 @@ export function destinationName(run: string, caseId: string, label?: string): st
 
 export const delay = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** The longest quiet period a case may ask for, unless the adapter's `tolerances.quietPeriodMs` asks for more. */
+export const MAX_QUIET_PERIOD_MS = 500;
+
 /**
  * Waits `ms` to check that something does NOT happen (a stray delivery, a redelivery). Only for negative checks:
- * anything the suite expects to happen is awaited with `waitFor`.
+ * anything the suite expects to happen is awaited with `waitFor`. Capped (at `max`) so that the suite stays fast.
  */
-export function quietPeriod(ms = 300): Promise<void> {
-  if (ms > 500) throw new Error(`[conformance] quiet periods are at most 500 ms, not ${ms}`);
+export function quietPeriod(ms = 300, max = MAX_QUIET_PERIOD_MS): Promise<void> {
+  if (ms > max) throw new Error(`[conformance] quiet periods are at most ${max} ms, not ${ms}`);
   return delay(ms);
 }
 
@@ -151,12 +155,12 @@ export function makeEvent(run: string, seq: number, sender: string, kind?: Event
       break;
     default:
       // A name Parley does not know: it must travel intact all the same (Rasa keeps adding event types).
-      event = {
+      event = unknownEvent({
         event: 'conformance_custom',
         timestamp: now(),
         metadata,
         payload: { seq, nested: { a: [1] } },
-      };
+      });
   }
   // `sender_id` first, as Rasa writes it.
   return { sender_id: sender, ...event };
@@ -299,6 +303,22 @@ export class Collector {
 /** Keys of `keys` that none of `collectors` received. */
 export function missingFromAll(collectors: readonly Collector[], keys: readonly string[]): string[] {
   return keys.filter((key) => !collectors.some((c) => c.has(key)));
+}
+
+/**
+ * Senders whose events appear out of publish order in `seen` (each entry a handling of event `seq` of `sender`, in
+ * the order they happened), each with the first inversion: empty when every sender's sequence numbers increase.
+ */
+export function unordered(seen: readonly { readonly sender: string; readonly seq: number }[]): string[] {
+  const last = new Map<string, number>();
+  const bad = new Map<string, string>();
+  for (const { sender, seq } of seen) {
+    const before = last.get(sender);
+    if (before !== undefined && seq < before && !bad.has(sender))
+      bad.set(sender, `${sender}: ${seq} after ${before}`);
+    last.set(sender, Math.max(seq, before ?? seq));
+  }
+  return [...bad.values()];
 }
 
 /** A short list for failure messages: the first few items and how many more. */

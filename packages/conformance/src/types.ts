@@ -31,6 +31,12 @@ export const caseNames = [
   'replay',
   'dead-letter',
   'batch-publish',
+  'delayed-retry',
+  'rebalance-while-retrying',
+  'delivery-count-dead-letter',
+  'dead-letter-redrive',
+  'lease-extension',
+  'consumer-crash',
   'chaos-cut',
   'cut-redelivers',
   'chaos-stall',
@@ -46,8 +52,11 @@ export type CaseName = (typeof caseNames)[number];
  * Checks within cases that `disable` can turn off without skipping the cases that make them:
  * - `redelivered`: `DeliveryContext.redelivered` is not asserted (false on a first delivery, true once the broker
  *   hands a message out again), for brokers that cannot tell. The cases still check that the messages come back.
+ * - `reconnects`: `health().reconnects` is not asserted after a cut through the fault proxy (`chaos-cut`,
+ *   `cut-redelivers`). It shows that the cut reached the broker and that core's one reconnection mechanism brought
+ *   it back (the driver reported the connection `lost` rather than reconnecting on its own).
  */
-export const checkNames = ['redelivered'] as const;
+export const checkNames = ['redelivered', 'reconnects'] as const;
 
 /** The id of a check within cases, which `disable` takes too. */
 export type CheckName = (typeof checkNames)[number];
@@ -92,6 +101,54 @@ export interface ChaosOptions {
   readonly events?: number;
 }
 
+/**
+ * How patient the suite is with a slow broker. Every field is optional; the defaults suit a broker on the same
+ * machine (memory, file, a local RabbitMQ). Raise them for brokers whose timings are coarse (SQS delays and
+ * visibility timeouts count in seconds, a Kafka rebalance takes a session timeout) rather than disabling cases.
+ */
+export interface Tolerances {
+  /**
+   * How long a negative check waits to see that nothing more arrives (a stray delivery, a redelivery). Default:
+   * each case's own (100 to 300 ms). Quiet periods are capped at 500 ms unless this asks for more: a longer one
+   * slows every case down.
+   */
+  readonly quietPeriodMs?: number;
+  /**
+   * How long the broker may take to hand a message to another consumer once its consumer let go of it (closed,
+   * crashed, lost its lease): a Kafka rebalance or session timeout, an SQS visibility timeout. It is added to
+   * `timeoutMs` wherever a case waits for such a handover (`release-redelivers`, `abort`, `cut-redelivers`,
+   * `rebalance-while-retrying`, `consumer-crash`, `lease-extension`). Default 0.
+   */
+  readonly redeliveryDelayMs?: number;
+  /**
+   * The broker's lease: how long it lends a delivery before handing it to a peer unless renewed (SQS visibility
+   * timeout, Redis Streams min-idle time, the memory broker's `leaseMs`). Required where `capabilities.leases` is
+   * declared: `lease-extension` holds a delivery for several leases.
+   */
+  readonly leaseMs?: number;
+  /**
+   * The retry backoff `delayed-retry` configures (`backoff.initialMs`, with `factor: 1`), and so the least gap it
+   * accepts between two tries (minus the 20% jitter). Default 200 ms; raise it where the broker's delays are coarse.
+   */
+  readonly retryDelayMs?: number;
+}
+
+/**
+ * How to run a consumer in a child process, for `consumer-crash`: the suite spawns `node` on a runner script it
+ * ships, which imports `module`, makes a broker with its `create` export (the same contract as
+ * `ConformanceOptions.create`), subscribes, and blocks in its handler until the suite kills it with SIGKILL.
+ */
+export interface ConsumerProcess {
+  /** Absolute path (or `file:` URL) of an ES module exporting the factory. */
+  readonly module: string;
+  /** The factory's export name. Default `create`. */
+  readonly export?: string;
+  /** Extra `node` options, e.g. `['--import', 'tsx']` for a TypeScript module. */
+  readonly execArgv?: readonly string[];
+  /** Extra environment of the child (where your broker lives, say). */
+  readonly env?: Readonly<Record<string, string>>;
+}
+
 export interface ConformanceOptions {
   /** The adapter's name, shown in the test names and the report. */
   readonly name: string;
@@ -106,6 +163,10 @@ export interface ConformanceOptions {
   readonly chaos?: ChaosOptions;
   /** How long to wait for deliveries (default 20 s; raise for slow brokers). */
   readonly timeoutMs?: number;
+  /** Timings for slow brokers: quiet periods, redelivery delays, the lease, the retry backoff. */
+  readonly tolerances?: Tolerances;
+  /** A consumer in a child process, for `consumer-crash` (skipped without it). */
+  readonly consumerProcess?: ConsumerProcess;
   /**
    * Where the machine-readable report goes, relative to the working directory: default `conformance-report.json`;
    * `false` writes none. Set it when one package runs the suite for several adapters, so that they do not

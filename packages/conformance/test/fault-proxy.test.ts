@@ -227,23 +227,37 @@ describe('startFaultProxy', () => {
       expect(await probe(proxy.port)).toBe('ok');
     }));
 
-  it('counts accepted, cut and forwarded bytes', () =>
+  it('counts accepted, cut and forwarded bytes, upstream connections and turns', () =>
     withProxy(async (proxy) => {
-      expect(proxy.stats).toEqual({ open: 0, accepted: 0, cut: 0, bytesUp: 0, bytesDown: 0 });
+      const zero = { open: 0, accepted: 0, cut: 0, bytesUp: 0, bytesDown: 0, upstream: 0, turns: 0 };
+      expect(proxy.stats).toEqual(zero);
       const a = await open(proxy.port);
       const b = await open(proxy.port);
       a.socket.write('12345');
       b.socket.write('678');
       await a.waitFor(5);
       await b.waitFor(3);
-      expect(proxy.stats).toEqual({ open: 2, accepted: 2, cut: 0, bytesUp: 8, bytesDown: 8 });
+      expect(proxy.stats).toEqual({
+        open: 2,
+        accepted: 2,
+        cut: 0,
+        bytesUp: 8,
+        bytesDown: 8,
+        upstream: 2,
+        turns: 2,
+      });
+      // A request after its reply is a new turn; bytes sent while no reply came back are not.
+      a.socket.write('9');
+      await a.waitFor(6);
+      expect(proxy.stats.turns).toBe(3);
       await proxy.cut();
       expect(proxy.stats).toMatchObject({ open: 0, accepted: 2, cut: 2 });
       expect(await probe(proxy.port)).toBe('failed');
       expect(proxy.stats).toMatchObject({ open: 0, accepted: 3, cut: 3 });
       await proxy.restore();
       expect(await probe(proxy.port)).toBe('ok');
-      expect(proxy.stats).toMatchObject({ accepted: 4, cut: 3, bytesUp: 12, bytesDown: 12 });
+      // Refused connections never reach the upstream.
+      expect(proxy.stats).toMatchObject({ accepted: 4, cut: 3, bytesUp: 13, bytesDown: 13, upstream: 3 });
     }));
 
   it('close() is idempotent, drops connections and frees the port', async () => {

@@ -5,6 +5,7 @@
 import { appendFile, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { type Broker, type DriverFaults, defineBroker, fileDriver, readDeadLetters } from '@parley/core';
 import { afterAll } from 'vitest';
 import { runConformance } from '../src/index.js';
@@ -66,5 +67,10 @@ runConformance({
     },
   },
   chaos: { faults: (broker) => faults.get(broker) },
+  // A consumer in another process: the group's lock file is its, until it dies and the peer takes the stale lock.
+  consumerProcess: {
+    module: fileURLToPath(new URL('./file-consumer.mjs', import.meta.url)),
+    env: { PARLEY_CONFORMANCE_DIR: dir },
+  },
   report: 'conformance-report.file.json',
 });

@@ -6,9 +6,13 @@ export class ParleyError extends Error {
   /** A stable, machine-readable reason, e.g. `EVENT_INVALID`. */
   readonly code: string;
 
+  /** Any URL in `message` loses its password here, whoever built the message (and so does the stack). */
   constructor(message: string, code: string, options?: { cause?: unknown; scope?: string }) {
     const scope = options?.scope ? ` [${options.scope}]` : '';
-    super(`[parley]${scope} ${message}`, options?.cause === undefined ? undefined : { cause: options.cause });
+    super(
+      redactUrl(`[parley]${scope} ${message}`),
+      options?.cause === undefined ? undefined : { cause: options.cause },
+    );
     this.name = new.target.name;
     this.code = code;
   }
@@ -31,14 +35,20 @@ export class EventValidationError extends ParleyError {
   /** The `event` name, when the input had one. */
   readonly eventName: string | undefined;
 
-  constructor(eventName: string | undefined, issues: readonly ValidationIssue[]) {
+  /** `hint`, when given, ends the message: what to do about it. */
+  constructor(
+    eventName: string | undefined,
+    issues: readonly ValidationIssue[],
+    options?: { hint?: string },
+  ) {
     const first = issues[0] ?? { path: '', expected: 'a valid event', found: 'something else' };
     const what = eventName === undefined ? 'event' : `"${eventName}" event`;
     const where = first.path === '' ? '' : ` at ${first.path}`;
     const more =
       issues.length > 1 ? ` (and ${issues.length - 1} more issue${issues.length > 2 ? 's' : ''})` : '';
+    const hint = options?.hint === undefined ? '' : `; ${options.hint}`;
     super(
-      `invalid ${what}${where}: expected ${first.expected}, found ${first.found}${more}`,
+      `invalid ${what}${where}: expected ${first.expected}, found ${first.found}${more}${hint}`,
       'EVENT_INVALID',
     );
     this.issues = issues;
@@ -49,7 +59,10 @@ export class EventValidationError extends ParleyError {
   }
 }
 
-/** Bytes that are not an event envelope at all: not UTF-8, not JSON, not an object, no `sender_id`. */
+/**
+ * Bytes that cannot be read at all: not UTF-8, or not JSON. JSON that is not a valid envelope (not an object, no
+ * `sender_id`) is an {@link EventValidationError}, like any other schema failure.
+ */
 export class EventDecodeError extends ParleyError {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, 'EVENT_UNDECODABLE', options);
@@ -101,11 +114,27 @@ export class BrokerClosedError extends ParleyError {
   }
 }
 
-/** The broker could not be reached (in time). */
+/**
+ * The broker could not be reached (in time), or refused the connection. `permanent` errors (wrong credentials, no
+ * permission, an unknown virtual host) are not retried: no wait can fix them.
+ */
 export class ConnectionError extends ParleyError {
-  constructor(scope: string, message: string, options?: { cause?: unknown }) {
-    super(message, 'CONNECTION_FAILED', { scope, cause: options?.cause });
+  /** False for failures that no retry can fix: connecting gives up at once. */
+  readonly retryable: boolean;
+
+  constructor(
+    scope: string,
+    message: string,
+    options?: { cause?: unknown; permanent?: boolean; code?: string },
+  ) {
+    super(message, options?.code ?? 'CONNECTION_FAILED', { scope, cause: options?.cause });
+    this.retryable = options?.permanent !== true;
   }
+}
+
+/** Whether an error says that no retry can fix it (`retryable: false`, as a permanent `ConnectionError` has). */
+export function isPermanent(error: unknown): boolean {
+  return (error as { retryable?: unknown } | null)?.retryable === false;
 }
 
 /** A configuration that cannot work, found before anything was sent. */
@@ -124,4 +153,13 @@ export function errorSummary(error: unknown): { name: string; message: string; c
       : { name: error.name, message: error.message };
   }
   return { name: 'Error', message: String(error) };
+}
+
+/**
+ * `amqp://user:pass@host:5672/vhost` → `amqp://user:<redacted>@host:5672/vhost`, for every URL in a text (any
+ * scheme: amqp, amqps, redis, kafka…). For messages, warnings and logs: Parley's own errors pass through it.
+ */
+export function redactUrl(text: string): string {
+  // Greedy up to the authority's last '@', like URL parsers: an unencoded '@' in a password stays hidden.
+  return text.replace(/\b([a-z][a-z0-9+.-]*:\/\/)([^\s/?#@:]*):([^\s/?#]*)@/gi, '$1$2:<redacted>@');
 }

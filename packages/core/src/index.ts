@@ -13,6 +13,7 @@ export type * from './broker/contract.js';
 export * from './broker/dead-letter.js';
 export * from './broker/define.js';
 export * from './broker/file.js';
+export * from './broker/log.js';
 export * from './broker/memory.js';
 export * from './broker/registry.js';
 export * from './broker/sender-lock.js';
@@ -24,6 +25,13 @@ export * from './events/parse.js';
 export * from './events/readers.js';
 export * from './events/schemas.js';
 export type * from './events/types.js';
+export {
+  type UnknownEventInit,
+  type UnknownEventOf,
+  unknownEvent,
+  unknownEventMark,
+} from './events/unknown.js';
+export { didYouMean } from './suggest.js';
 export * from './tracker/tracker-store.js';
 export * from './wire/codec.js';
 export {

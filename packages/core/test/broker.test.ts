@@ -6,15 +6,19 @@ import {
   actionExecuted,
   type Broker,
   brokerConfig,
+  ConfigError,
   createBroker,
   createTracker,
+  type DeadLetter,
   defineBroker,
   type EventEnvelope,
+  fileBroker,
   InMemoryTrackerStore,
   MemoryHub,
   memoryBroker,
   memoryDriver,
   slotSet,
+  unknownEvent,
   userUttered,
 } from '../src/index.js';
 
@@ -60,6 +64,59 @@ describe('createBroker', () => {
     await broker.close();
     writeFileSync(join(dir, 'empty.yml'), 'tracker_store:\n  type: redis\n');
     await expect(createBroker(join(dir, 'empty.yml'))).rejects.toThrow('no event_broker section');
+  });
+
+  it('takes the event_broker section as a plain object, normalised exactly as the YAML is', async () => {
+    const destination = uniq();
+    // Type case and aliases, `${VAR}` in strings, and strings read as numbers, as in endpoints.yml.
+    const broker = await createBroker(
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: endpoints.yml's `${VAR}` syntax
+      { type: 'MEMORY', destination: '${PARLEY_DEST}', buffer_size: '5' },
+      { ...quiet, env: { PARLEY_DEST: destination } },
+    );
+    const reader = await createBroker(brokerConfig({ type: 'memory', destination }), quiet);
+    const seen = collect(reader, 'g', 1);
+    await broker.publish({ sender_id: 's', ...slotSet('city', 'Oslo') });
+    expect((await seen).map((e) => e.event)).toEqual(['slot']);
+    await Promise.all([broker.close(), reader.close()]);
+
+    // Adapters load from the object form too (pika: see @parley/amqp's tests); Kafka's is not installed here.
+    await expect(
+      createBroker({ type: 'Kafka', url: 'localhost' }, { resolveFrom: tmpdir() }),
+    ).rejects.toThrow(
+      '[parley] <createBroker options>: event_broker.type: the adapter is not installed: run `npm install @parley/kafka`',
+    );
+    // Its keys are checked by the adapter, and errors name the section.
+    await expect(createBroker({ type: 'memory', destnation: 'x' }, quiet)).rejects.toThrow(
+      '[parley] <createBroker options>: event_broker: unknown key "destnation" (did you mean "destination"?) for the memory broker',
+    );
+    await expect(createBroker({ type: 'memory', format: 42 }, quiet)).rejects.toThrow(
+      'event_broker.format: expected "python" or "compact", found 42',
+    );
+  });
+
+  it('any other shape of config is an error saying what is expected', async () => {
+    const expected =
+      '[parley] createBroker: expected the path of an endpoints.yml, its event_broker section as an object ' +
+      "with the same keys (e.g. { type: 'pika', url: 'localhost' }), or a BrokerConfig from loadEndpoints() or " +
+      'brokerConfig()';
+    const wrong: [unknown, string][] = [
+      [42, 'found number 42'],
+      [null, 'found null'],
+      [undefined, 'found undefined'],
+      [['memory'], 'found a list'],
+      [
+        { event_broker: { type: 'memory' } },
+        'found a whole endpoints document: pass its event_broker section',
+      ],
+    ];
+    for (const [config, found] of wrong) {
+      const error = await createBroker(config as string).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(ConfigError);
+      expect((error as Error).message).toBe(
+        `${expected}; ${found}${found.endsWith('section') ? ' (config.event_broker)' : ''}`,
+      );
+    }
   });
 
   it('names the exact install command when an adapter package is missing', async () => {
@@ -231,10 +288,37 @@ describe('subscriptions', () => {
     await sub.ready;
     await broker.publish({ sender_id: 's', ...userUttered('hello') });
     await broker.publish({ sender_id: 's', ...slotSet('city', 'Oslo') });
-    await broker.publish({ sender_id: 's', event: 'agent_handoff', timestamp: 1 });
+    await broker.publish({ sender_id: 's', ...unknownEvent({ event: 'agent_handoff', timestamp: 1 }) });
     await broker.publish({ sender_id: 's', event: 'restart', timestamp: 2 });
     await finished;
     expect([texts, names, others]).toEqual([['hello'], ['city'], ['agent_handoff', 'restart']]);
+    await broker.close();
+  });
+
+  it('dead-letters valid JSON that is no valid envelope (no sender_id) as invalid, and bytes that are not JSON as undecodable', async () => {
+    // A foreign producer's lines in Rasa's file broker log: the bytes reach the subscription as they are.
+    const path = join(mkdtempSync(join(tmpdir(), 'parley-')), 'events.log');
+    const bodies = ['{"event": "user", "timestamp": 1, "text": "hi"}', '["x"]', 'not json {'];
+    writeFileSync(path, `${bodies.join('\n')}\n`);
+    const broker = fileBroker({ path, ...quiet });
+    const letters: DeadLetter[] = [];
+    let done!: () => void;
+    const all = new Promise<void>((resolve) => (done = resolve));
+    const sub = broker.subscribe(() => {}, {
+      from: 'beginning',
+      onDeadLetter: (letter) => {
+        letters.push(letter);
+        if (letters.length === 3) done();
+      },
+    });
+    await sub.ready;
+    await all;
+    expect(letters.map((l) => [Buffer.from(l.body).toString(), l.reason, l.error.code])).toEqual([
+      [bodies[0], 'invalid', 'EVENT_INVALID'],
+      [bodies[1], 'invalid', 'EVENT_INVALID'],
+      [bodies[2], 'undecodable', 'EVENT_UNDECODABLE'],
+    ]);
+    expect(letters[0]!.error.message).toContain('at sender_id: expected a string (the conversation id)');
     await broker.close();
   });
 
@@ -253,6 +337,31 @@ describe('subscriptions', () => {
     expect((await collect(broker, 'g', 3)).map((e) => (e.event === 'slot' ? e.value : undefined))).toEqual([
       2, 3, 4,
     ]);
+    await broker.close();
+  });
+
+  it('maxAttempts of the broker is the default of subscriptions that set none', async () => {
+    const broker = memoryBroker({ hub: new MemoryHub(), destination: uniq(), maxAttempts: 2, ...quiet });
+    const tries = (maxAttempts?: number) =>
+      new Promise<number[]>((resolve, reject) => {
+        const attempts: number[] = [];
+        const sub = broker.subscribe(
+          (_, context) => {
+            attempts.push(context.attempt);
+            throw new Error('always');
+          },
+          {
+            group: uniq(),
+            from: 'beginning',
+            backoff: { initialMs: 1, maxMs: 1 },
+            ...(maxAttempts === undefined ? {} : { maxAttempts }),
+            onDeadLetter: () => void sub.close().then(() => resolve(attempts), reject),
+          },
+        );
+      });
+    await broker.publish({ sender_id: 's', ...userUttered('hello') });
+    expect(await tries()).toEqual([1, 2]);
+    expect(await tries(3)).toEqual([1, 2, 3]);
     await broker.close();
   });
 

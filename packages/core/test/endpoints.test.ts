@@ -151,6 +151,23 @@ describe('environment variables', () => {
     expect(error).toMatchObject({ source: 'e.yml', key: 'event_broker.q[1].b' });
   });
 
+  it('reports every unset variable at once, each with the keys that use it', () => {
+    const yaml =
+      'event_broker:\n  type: pika\n  url: ${RABBIT_HOST}\n  username: ${RABBIT_USER}\n' +
+      '  password: ${RABBIT_PASS}\n  queues:\n    - ${QUEUE}-${RABBIT_USER}\n  port: ${RABBIT_PORT}\n';
+    const error = configError(() => parseEndpoints(yaml, 'endpoints.yml', { env: { RABBIT_PORT: '5672' } }));
+    expect(error.message).toBe(
+      '[parley] endpoints.yml: environment variables not set: RABBIT_HOST (event_broker.url), ' +
+        'RABBIT_USER (event_broker.username, event_broker.queues[0]), RABBIT_PASS (event_broker.password), ' +
+        'QUEUE (event_broker.queues[0])',
+    );
+    expect(error.key).toBeUndefined();
+    // In code too, and the type is read only once every variable is there.
+    expect(() => brokerConfig({ type: '${T}', url: '${U}' }, '<inline>', noEnv)).toThrow(
+      '[parley] <inline>: environment variables not set: T (event_broker.type), U (event_broker.url)',
+    );
+  });
+
   it('an unexpanded bare $X next to ${...} is an error too', () => {
     expect(() =>
       parseEndpoints('event_broker:\n  password: pa$$word${X}\n', 'e.yml', { env: { X: '1' } }),
@@ -228,6 +245,10 @@ describe('types', () => {
     expect(() => brokerConfig({ type: 42 }, 'e.yml', noEnv)).toThrow(
       'event_broker.type: expected a string, found 42',
     );
+    expect(() => brokerConfig({ type: 'rabitmq' }, 'e.yml', noEnv)).toThrow(
+      'event_broker.type: unknown broker type "rabitmq" (did you mean "rabbitmq"?); expected one of pika,',
+    );
+    expect(() => brokerConfig({ type: 'kafak' }, 'e.yml', noEnv)).toThrow('(did you mean "kafka"?)');
   });
 });
 
@@ -261,6 +282,31 @@ describe('files and sections', () => {
     );
     expect(error.message).toMatch(/line 3, column 3/);
     expect(error.message).not.toContain('hunter2');
+  });
+
+  it('YAML errors say what is wrong in their own words, with the key, never quoting the text', () => {
+    const message = (yaml: string) => configError(() => parseEndpoints(yaml, 'e.yml', noEnv)).message;
+    // The YAML library would say `Unresolved alias (the anchor must be set before the alias): Xy9!secret`.
+    expect(message('event_broker:\n  url: x\n  password: *Xy9!secret\n')).toBe(
+      '[parley] e.yml: event_broker.password: invalid YAML at line 3, column 13: a value starting with * is read ' +
+        "as an alias, and no anchor has that name: quote the value ('*…')",
+    );
+    // An unknown tag is an error, as in Rasa (ruamel), not a warning and a silently dropped value.
+    expect(message('event_broker:\n  password: !Xy9secret\n')).toBe(
+      '[parley] e.yml: event_broker.password: invalid YAML at line 2, column 13: a value starting with ! is read ' +
+        "as a YAML tag: quote the value ('!…')",
+    );
+    expect(message('event_broker:\n  queues:\n    - a\n    - *Xy9secret\n')).toMatch(
+      /^\[parley\] e\.yml: event_broker\.queues\[1\]: invalid YAML at line 4, column 7: /,
+    );
+    expect(message('event_broker:\n  password: "Xy9\\qsecret"\n')).toContain('an invalid escape sequence');
+    for (const yaml of ['a: *Xy9secret\n', 'event_broker:\n  password: @Xy9secret\n']) {
+      expect(message(yaml)).not.toContain('Xy9');
+    }
+    // Anchors and aliases that resolve still work.
+    expect(parseEndpoints('p: &pw s3\nevent_broker:\n  password: *pw\n', 'e.yml')?.options).toEqual({
+      password: 's3',
+    });
   });
 
   it('a section or a file that is not a mapping is an error', () => {
@@ -349,6 +395,12 @@ describe('readOptions', () => {
     );
     expect(() => reader.integer('api_key')).toThrow('found <redacted>');
     expect(() => reader.integer('url')).toThrow('found "amqp://<redacted>@host/v"');
+    // Every Parley error, whoever wrote its message, loses URL passwords (its stack too).
+    const error = new ConfigError('e.yml', 'event_broker.url', 'cannot use amqps://u:hunter2@host:5671/v');
+    expect(error.message).toBe(
+      '[parley] e.yml: event_broker.url: cannot use amqps://u:<redacted>@host:5671/v',
+    );
+    expect(error.stack).not.toContain('hunter2');
   });
 
   it('done() lists unknown keys with the known ones', () => {
@@ -359,6 +411,35 @@ describe('readOptions', () => {
     expect(error.message).toBe(
       '[parley] endpoints.yml: event_broker: unknown keys "foo", "bar" for the amqp broker; ' +
         'known keys: port, queue, url',
+    );
+  });
+
+  it('done() suggests the known key an unknown one most likely meant', () => {
+    const reader = readOptions(
+      config({ url: 'x', exchange: 'e', destnation: 'd', Queues: ['q'], prefetch_count: 1, zzz: 1 }),
+      'amqp',
+    );
+    for (const key of ['url', 'exchange_name', 'destination', 'queues', 'prefetch']) reader.string(key);
+    expect(() => reader.done()).toThrow(
+      '[parley] endpoints.yml: event_broker: unknown keys "exchange" (did you mean "exchange_name"?), ' +
+        '"destnation" (did you mean "destination"?), "Queues" (did you mean "queues"?), ' +
+        '"prefetch_count" (did you mean "prefetch"?), "zzz" for the amqp broker; ' +
+        'known keys: destination, exchange_name, prefetch, queues, url',
+    );
+  });
+
+  it('oneOf() takes exact values only, and suggests the closest', () => {
+    const reader = readOptions(config({ a: 'python', b: 'pyhton', c: 'Compact', d: 'xml', e: 3 }), 'x');
+    const formats = ['python', 'compact'] as const;
+    expect(reader.oneOf('a', formats)).toBe('python');
+    expect(reader.oneOf('missing', formats, 'compact')).toBe('compact');
+    expect(() => reader.oneOf('b', formats)).toThrow(
+      'event_broker.b: expected "python" or "compact", found "pyhton" (did you mean "python"?)',
+    );
+    expect(() => reader.oneOf('c', formats)).toThrow('found "Compact" (did you mean "compact"?)');
+    expect(() => reader.oneOf('d', formats)).toThrow(/found "xml"$/);
+    expect(() => reader.oneOf('e', ['one', 'two', 'three'])).toThrow(
+      'expected one of "one", "two" or "three", found 3',
     );
   });
 

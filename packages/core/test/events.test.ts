@@ -21,6 +21,7 @@ import {
   slotSet,
   stackPatch,
   stringifyEvent,
+  unknownEvent,
   userCommands,
   userEntities,
   userIntent,
@@ -113,7 +114,9 @@ describe('parseEvent', () => {
   it('keeps unknown events intact, and rejects them when strict', () => {
     const input = { event: 'agent_handoff', timestamp: 2.5, to: 'human', nested: { a: [1] } };
     const event = parseEvent(input);
-    expect(event).toBe(input);
+    // Every field, plus the mark that lets it be published again; the caller's object is left as it was.
+    expect(event).toEqual(unknownEvent(input));
+    expect(Object.getOwnPropertySymbols(input)).toEqual([]);
     expect(isKnownEvent(event)).toBe(false);
     expect(() => parseEvent(input, { strict: true })).toThrow('unknown event "agent_handoff"');
   });
@@ -172,10 +175,10 @@ describe('parseEvent', () => {
 describe('decodeEvent', () => {
   it('rejects what is not an envelope, with the reason', () => {
     expect(() => decodeEvent('{"event": "restart", "timestamp": 1}')).toThrow(
-      '[parley] payload.sender_id: expected a string, found nothing (the key is missing)',
+      '[parley] invalid "restart" event at sender_id: expected a string (the conversation id), found nothing (the key is missing)',
     );
     expect(() => decodeEvent('[1, 2]')).toThrow(
-      'expected a JSON object (an event envelope), found an array of 2',
+      '[parley] invalid event: expected a JSON object (an event envelope), found an array of 2',
     );
     expect(() => decodeEvent('{"sender_id": "a", "event": }')).toThrow(
       /payload is not JSON: .*line 1, column 29/,
@@ -183,6 +186,25 @@ describe('decodeEvent', () => {
     expect(() => decodeEvent(new Uint8Array([0x7b, 0xff, 0x7d]))).toThrow('payload is not valid UTF-8');
     const r = safeDecodeEvent('');
     expect(!r.success && r.error).toBeInstanceOf(EventDecodeError);
+  });
+
+  it('valid JSON that is not a valid envelope is EVENT_INVALID, the missing sender_id included; bytes that are not JSON are EVENT_UNDECODABLE', () => {
+    const code = (input: string | Uint8Array) => {
+      const result = safeDecodeEvent(input);
+      return result.success ? 'decoded' : `${result.error.name} ${result.error.code}`;
+    };
+    const invalid = 'EventValidationError EVENT_INVALID';
+    const undecodable = 'EventDecodeError EVENT_UNDECODABLE';
+    expect(code('{"event": "user", "timestamp": 1, "text": "hi"}')).toBe(invalid);
+    expect(code('{"sender_id": 7, "event": "user", "timestamp": 1}')).toBe(invalid);
+    expect(code('["x"]')).toBe(invalid);
+    expect(code('42')).toBe(invalid);
+    expect(code('{"sender_id": "a", "event": "slot", "timestamp": 1}')).toBe(invalid);
+    expect(code('not json {')).toBe(undecodable);
+    expect(code('')).toBe(undecodable);
+    expect(code(new Uint8Array([0x7b, 0xff, 0x7d]))).toBe(undecodable);
+    const noSender = safeDecodeEvent('{"event": "user", "timestamp": 1}');
+    expect(!noSender.success && noSender.error).toMatchObject({ path: 'sender_id', eventName: 'user' });
   });
 
   it('limits nesting to 512 levels on every path, with or without Python tokens', () => {

@@ -17,6 +17,7 @@ const message = (
   senderId = 'alice',
   headers: Record<string, string> = {},
 ): OutgoingMessage => ({
+  id: `m-${text}`,
   body: encoder.encode(text),
   senderId,
   eventName: 'user',
@@ -44,8 +45,8 @@ async function collect(
 ): Promise<{ deliveries: Delivery[]; consumer: DriverConsumer; texts: () => string[] }> {
   const deliveries: Delivery[] = [];
   const consumer = await driver.consume(
-    { group: 'g', prefetch: 100, from: 'latest', ordering: 'none', ...options },
-    (delivery) => deliveries.push(delivery),
+    { group: 'g', readAhead: 100, from: 'latest', ordering: 'none', ...options },
+    sink((delivery) => deliveries.push(delivery)),
   );
   return { deliveries, consumer, texts: () => deliveries.map(text) };
 }
@@ -54,6 +55,18 @@ async function send(driver: BrokerDriver, ...texts: string[]): Promise<void> {
   const outcomes = await driver.send(texts.map((t) => message(t)));
   expect(outcomes.every((outcome) => outcome.ok)).toBe(true);
 }
+
+/** A consumer sink that only delivers (these tests drive connections themselves). */
+const sink = (deliver: (delivery: Delivery) => unknown) => ({
+  deliver: (delivery: Delivery) => void deliver(delivery),
+  lost: () => {},
+});
+
+/** A connect session that records losses. */
+const session = (signal = new AbortController().signal) => {
+  const losses: Error[] = [];
+  return { signal, lost: (error: Error) => void losses.push(error), losses };
+};
 
 const fresh = (options: Parameters<typeof memoryDriver>[0] = {}): BrokerDriver<MemoryHub> =>
   memoryDriver({ hub: new MemoryHub(), ...options });
@@ -70,12 +83,16 @@ describe('hub and driver', () => {
     expect(driver.capabilities).toEqual({
       consumerGroups: true,
       competingConsumers: true,
-      ordering: 'per-sender',
+      ordering: 'group',
       replay: true,
       deadLetter: 'native',
       batchPublish: true,
       persistent: false,
       headers: true,
+      deliveryCount: true,
+      retry: 'broker',
+      leases: false,
+      redrive: true,
     });
     expect(driver.client).toBeInstanceOf(MemoryHub);
     expect(fresh().destination).toBe('rasa_core_events');
@@ -98,9 +115,9 @@ describe('hub and driver', () => {
   it('stores copies of bodies and headers, with sender and event name, in an append-only log', async () => {
     const driver = fresh();
     const body = encoder.encode('one');
-    expect(await driver.send([{ body, senderId: 'bob', eventName: 'bot', headers: { trace: 'x' } }])).toEqual(
-      [{ ok: true }],
-    );
+    expect(
+      await driver.send([{ id: 'm1', body, senderId: 'bob', eventName: 'bot', headers: { trace: 'x' } }]),
+    ).toEqual([{ ok: true }]);
     body[0] = 0;
     expect(driver.client.messages('rasa_core_events')).toEqual([
       { offset: 0, body: encoder.encode('one'), headers: { trace: 'x' }, senderId: 'bob', eventName: 'bot' },
@@ -121,6 +138,7 @@ describe('hub and driver', () => {
   it('stores dead letters per destination and group, in order', async () => {
     const driver = fresh();
     const letter = (n: number, group = 'g'): DeadLetter => ({
+      messageId: String(n),
       reason: 'handler-failed',
       body: encoder.encode(`m${n}`),
       headers: {},
@@ -164,17 +182,17 @@ describe('groups and consumers', () => {
     const hub = new MemoryHub();
     const one = memoryDriver({ hub });
     const two = memoryDriver({ hub });
-    const a = await collect(one, { prefetch: 1 });
-    const b = await collect(two, { prefetch: 1 });
+    const a = await collect(one, { readAhead: 1 });
+    const b = await collect(two, { readAhead: 1 });
     await send(one, '1', '2');
     await dispatched();
     expect([...a.texts(), ...b.texts()].sort()).toEqual(['1', '2']);
     expect(a.deliveries).toHaveLength(1);
   });
 
-  it('keeps at most prefetch deliveries unacknowledged per consumer', async () => {
+  it('keeps at most readAhead deliveries unacknowledged per consumer', async () => {
     const driver = fresh();
-    const received = await collect(driver, { prefetch: 2 });
+    const received = await collect(driver, { readAhead: 2 });
     await send(driver, '1', '2', '3', '4', '5');
     await dispatched();
     expect(received.texts()).toEqual(['1', '2']);
@@ -188,7 +206,7 @@ describe('groups and consumers', () => {
 
   it('redelivers released messages first, in their original order, marked redelivered', async () => {
     const driver = fresh();
-    const received = await collect(driver, { prefetch: 3 });
+    const received = await collect(driver, { readAhead: 3 });
     await send(driver, '1', '2', '3', '4', '5');
     await dispatched();
     const [first, second, third] = received.deliveries;
@@ -237,7 +255,7 @@ describe('groups and consumers', () => {
 
   it('stop ends new deliveries; those made stay open until settled', async () => {
     const driver = fresh();
-    const received = await collect(driver, { prefetch: 1 });
+    const received = await collect(driver, { readAhead: 1 });
     await send(driver, '1', '2');
     await dispatched();
     await received.consumer.stop();
@@ -249,7 +267,7 @@ describe('groups and consumers', () => {
 });
 
 describe('per-sender ordering', () => {
-  /** Two consumers, prefetch 10, acking after a random delay; records what each sender had in flight. */
+  /** Two consumers, readAhead 10, acking after a random delay; records what each sender had in flight. */
   async function run(ordering: 'per-sender' | 'none') {
     const driver = fresh();
     const handled = new Map<string, string[]>();
@@ -266,9 +284,9 @@ describe('per-sender ordering', () => {
         void delivery.ack();
       }, Math.random() * 3);
     };
-    const options = { group: 'g', prefetch: 10, from: 'latest', ordering } as const;
-    await driver.consume(options, handle);
-    await driver.consume(options, handle);
+    const options = { group: 'g', readAhead: 10, from: 'latest', ordering } as const;
+    await driver.consume(options, sink(handle));
+    await driver.consume(options, sink(handle));
     const batch = Array.from({ length: 60 }, (_, i) => message(`${i}`, ['a', 'b', 'c'][i % 3]));
     await driver.send(batch);
     await dispatched();
@@ -295,53 +313,51 @@ describe('per-sender ordering', () => {
 });
 
 describe('faults', () => {
-  it('cut: sends fail retryably, unacked deliveries go back to the group, consumers resume after restore', async () => {
+  it('cut: the client is told, sends fail retryably, what its consumers held goes back (revoked); connect waits for restore', async () => {
     const hub = new MemoryHub();
     const flaky = memoryDriver({ hub });
     const steady = memoryDriver({ hub });
-    const onFlaky = await collect(flaky, { prefetch: 1 });
+    const first = session();
+    await flaky.connect(first);
+    const onFlaky = await collect(flaky, { readAhead: 1 });
     await send(steady, '1');
     await dispatched();
     expect(onFlaky.texts()).toEqual(['1']);
 
     await flaky.faults!.cut();
+    expect(first.losses.map((e) => e.message)).toEqual(['[parley] [memory] connection lost']);
     expect(flaky.isReady()).toBe(false);
+    expect(onFlaky.deliveries[0]!.revoked?.aborted).toBe(true);
     const [outcome] = await flaky.send([message('x')]);
     expect(outcome).toMatchObject({ ok: false, retryable: true });
-    expect(outcome?.ok === false && outcome.error.message).toBe('[parley] [memory] connection lost');
+    await expect(onFlaky.deliveries[0]!.ack()).rejects.toThrow('taken back');
+    await expect(collect(flaky)).rejects.toThrow('connection lost');
 
-    const onSteady = await collect(steady, { prefetch: 1 });
+    // A peer gets what the cut consumer held, marked redelivered, with the broker's delivery count.
+    const onSteady = await collect(steady, { readAhead: 1 });
     await dispatched();
-    expect(onSteady.deliveries).toMatchObject([{ redelivered: true }]);
-    await expect(onFlaky.deliveries[0]!.ack()).resolves.toBeUndefined();
-    await expect(onFlaky.deliveries[0]!.release()).resolves.toBeUndefined();
-    expect(hub.groups('rasa_core_events')[0]).toMatchObject({ inFlight: 1 });
-
+    expect(onSteady.deliveries).toMatchObject([{ redelivered: true, deliveryCount: 2, id: '0' }]);
     await onSteady.consumer.close();
-    await send(steady, '2');
-    await dispatched();
-    expect(onFlaky.texts()).toEqual(['1']);
 
     let connected = false;
-    const connecting = flaky.connect(new AbortController().signal).then(() => (connected = true));
+    const connecting = flaky.connect(session()).then(() => (connected = true));
     await dispatched();
     expect(connected).toBe(false);
     await flaky.faults!.restore();
     await connecting;
     expect(flaky.isReady()).toBe(true);
+    // The client consumes again (core does this for every live subscription after a reconnect).
+    const again = await collect(flaky, { readAhead: 1 });
     await dispatched();
-    expect(onFlaky.texts()).toEqual(['1', '1']);
-    expect(onFlaky.deliveries[1]!.redelivered).toBe(true);
-    await onFlaky.deliveries[1]!.ack();
-    await dispatched();
-    expect(onFlaky.texts()).toEqual(['1', '1', '2']);
+    expect(again.texts()).toEqual(['1']);
+    expect(again.deliveries[0]!.deliveryCount).toBe(3);
   });
 
   it('connect gives up when its signal aborts during a cut', async () => {
     const driver = fresh();
     await driver.faults!.cut();
     const controller = new AbortController();
-    const connecting = driver.connect(controller.signal);
+    const connecting = driver.connect(session(controller.signal));
     controller.abort(new Error('gave up'));
     await expect(connecting).rejects.toThrow('gave up');
   });
@@ -351,11 +367,12 @@ describe('faults', () => {
     const one = memoryDriver({ hub });
     const two = memoryDriver({ hub });
     const a = await collect(one, { group: 'a' });
-    const b = await collect(two, { group: 'b' });
+    await collect(two, { group: 'b' }); // the group exists before the restart
     await send(one, '1', '2');
     await dispatched();
     await a.deliveries[0]!.ack();
     await one.deadLetter!({
+      messageId: '0',
       reason: 'invalid',
       body: encoder.encode('bad'),
       headers: {},
@@ -372,10 +389,13 @@ describe('faults', () => {
     await restarting;
     expect(readyDuringRestart).toBe(false);
     expect(one.isReady() && two.isReady()).toBe(true);
+    // Consumers were dropped with their connections; new ones get what was not acknowledged.
+    const a2 = await collect(one, { group: 'a' });
+    const b2 = await collect(two, { group: 'b' });
     await dispatched();
-    expect(a.texts()).toEqual(['1', '2', '2']);
-    expect(b.texts()).toEqual(['1', '2', '1', '2']);
-    expect(b.deliveries.slice(2).every((d) => d.redelivered)).toBe(true);
+    expect(a2.texts()).toEqual(['2']);
+    expect(b2.texts()).toEqual(['1', '2']);
+    expect(b2.deliveries.every((d) => d.redelivered)).toBe(true);
     expect(hub.messages('rasa_core_events')).toHaveLength(2);
     expect(hub.deadLetters('rasa_core_events', 'a')).toHaveLength(1);
   });
@@ -414,7 +434,7 @@ describe('retention', () => {
 
   it('refuses, retryably, rather than drop what a group has not consumed', async () => {
     const driver = fresh({ maxRetained: 3 });
-    const received = await collect(driver, { prefetch: 1 });
+    const received = await collect(driver, { readAhead: 1 });
     await send(driver, '1', '2');
     await dispatched();
     const outcomes = await driver.send([message('3'), message('4')]);
@@ -435,7 +455,7 @@ describe('retention', () => {
 
   it('keeps a released message, though its group cursor moved past it', async () => {
     const driver = fresh({ maxRetained: 2 });
-    const received = await collect(driver, { prefetch: 2 });
+    const received = await collect(driver, { readAhead: 2 });
     await send(driver, '1', '2');
     await dispatched();
     await received.deliveries[1]!.ack();
@@ -454,7 +474,7 @@ describe('close', () => {
     const hub = new MemoryHub();
     const closing = memoryDriver({ hub });
     const staying = memoryDriver({ hub });
-    const received = await collect(closing, { prefetch: 1 });
+    const received = await collect(closing, { readAhead: 1 });
     await send(staying, '1');
     await dispatched();
     expect(received.texts()).toEqual(['1']);
@@ -462,11 +482,16 @@ describe('close', () => {
     await closing.close();
     await closing.close();
     expect(closing.isReady()).toBe(false);
-    await expect(received.deliveries[0]!.ack()).resolves.toBeUndefined();
+    // Taken back by close: an ack now did not happen, and says so.
+    await expect(received.deliveries[0]!.ack()).rejects.toThrow('taken back');
+    expect(received.deliveries[0]!.revoked?.aborted).toBe(true);
     expect(await closing.send([message('x')])).toMatchObject([{ ok: false, retryable: false }]);
-    await expect(closing.connect(new AbortController().signal)).rejects.toThrow('closed');
+    await expect(closing.connect(session())).rejects.toThrow('closed');
     await expect(
-      closing.consume({ group: 'g', prefetch: 1, from: 'latest', ordering: 'none' }, () => {}),
+      closing.consume(
+        { group: 'g', readAhead: 1, from: 'latest', ordering: 'none' },
+        sink(() => {}),
+      ),
     ).rejects.toThrow('closed');
 
     const taker = await collect(staying);
@@ -477,7 +502,7 @@ describe('close', () => {
   it('a pending connect fails when the driver closes during a cut', async () => {
     const driver = fresh();
     await driver.faults!.cut();
-    const connecting = driver.connect(new AbortController().signal);
+    const connecting = driver.connect(session());
     await driver.close();
     await expect(connecting).rejects.toThrow('closed');
   });

@@ -4,7 +4,7 @@ import { decodeEvent } from '@parley/core';
 import { expect } from 'vitest';
 import type { CaseDefinition } from '../harness.js';
 import { rasaSampleBodies } from '../rasa-sample.js';
-import { type Envelope, keyOf, makeEvents, quietPeriod, sameBytes, sampleEvents } from '../support.js';
+import { type Envelope, keyOf, makeEvents, sameBytes, sampleEvents } from '../support.js';
 
 const roundtrip: CaseDefinition = {
   id: 'roundtrip',
@@ -136,7 +136,7 @@ const isolation: CaseDefinition = {
     await t.waitForAll(a.got, toA.map(keyOf));
     await t.publishAll(brokerB, toB);
     await t.waitForAll(b.got, toB.map(keyOf));
-    await quietPeriod(300);
+    await t.quietPeriod(300);
     const only = (got: typeof a.got, events: Envelope[]) =>
       got.received.map((r) => r.key).filter((k) => !events.some((e) => keyOf(e) === k));
     expect(only(b.got, toB), 'events of A reached a subscriber of B').toEqual([]);

@@ -2,16 +2,7 @@
 import { decodeEvent } from '@parley/core';
 import { expect } from 'vitest';
 import type { CaseContext, CaseDefinition } from '../harness.js';
-import {
-  type Envelope,
-  hex,
-  keyOf,
-  makeEvents,
-  quietPeriod,
-  sameBytes,
-  untilAborted,
-  withTimeout,
-} from '../support.js';
+import { type Envelope, hex, keyOf, makeEvents, sameBytes, untilAborted, withTimeout } from '../support.js';
 
 const fastBackoff = { initialMs: 20, maxMs: 50 };
 
@@ -43,7 +34,7 @@ const retryThenSucceed: CaseDefinition = {
     await t.publishAll(broker, [event!]);
     await t.waitForAll(got, [keyOf(event!)]);
     await t.waitFor(() => sub.stats.acked >= 1, 'the event to be acknowledged');
-    await quietPeriod(300);
+    await t.quietPeriod(300);
     expect(attempts, 'context.attempt of each try').toEqual([1, 2, 3]);
     expect(got.received.length, 'successful handlings').toBe(1);
     expect(sub.stats.retried).toBeGreaterThanOrEqual(2);
@@ -86,7 +77,8 @@ const releaseRedelivers: CaseDefinition = {
 
     const next = t.consume(successor, { group, concurrency: 4 });
     await next.sub.ready;
-    await t.waitForAll(next.got, keys);
+    // Handed back on close: a broker may take a rebalance to pass them on (tolerances.redeliveryDelayMs).
+    await t.waitForAll(next.got, keys, t.handoverTimeoutMs);
     expect(next.got.deadLetters).toEqual([]);
     const disabled = t.disabledCheck('redelivered');
     if (disabled !== undefined) {
@@ -188,7 +180,7 @@ const deadLetter: CaseDefinition = {
         'the dead letter at the dead-letter destination (probe.deadLetters)',
       );
     }
-    await quietPeriod(300);
+    await t.quietPeriod(300);
     expect(attempts, 'tries of the poison').toEqual([1, 2, 3]);
     expect(got.deadLetters, 'onDeadLetter calls').toHaveLength(1);
     const letter = got.deadLetters[0]!;

@@ -8,8 +8,10 @@ import {
   keyOf,
   makeEvent,
   makeEvents,
-  quietPeriod,
+  missingFromAll,
+  preview,
   seqOf,
+  unordered,
   withTimeout,
 } from '../support.js';
 
@@ -96,7 +98,7 @@ const handlersAndIterator: CaseDefinition = {
       next.got,
       keys.filter((key) => !taken.includes(key)),
     );
-    await quietPeriod(300);
+    await t.quietPeriod(300);
     // The loop asked for the next event after each of the first 3 it took: those were acknowledged. The one it
     // broke on may come again (at-least-once), but need not.
     const [brokeOn] = taken.slice(3);
@@ -108,50 +110,106 @@ const handlersAndIterator: CaseDefinition = {
   },
 };
 
+/** Consumers the `ordering` case runs where the broker has competing consumers: order must hold across them. */
+const ORDERING_CONSUMERS = 3;
+
+/**
+ * Per-sender order, checked where it could break. Where the broker has competing consumers, three consumers of one
+ * group (8 handlers each) share 16 senders' events:
+ * - `ordering: 'group'`: one sender's events are handled one at a time across ALL consumers, in publish order;
+ * - `ordering: 'consumer'`: each consumer handles a sender's events one at a time, in publish order; two consumers
+ *   may handle one sender at once (that is allowed, not required).
+ * A broker that declares `group` but locks senders per consumer only fails here; with one consumer it would not.
+ */
 const ordering: CaseDefinition = {
   id: 'ordering',
+  title: ({ capabilities }) =>
+    capabilities.ordering === 'none'
+      ? 'ordering'
+      : capabilities.competingConsumers
+        ? `ordering (${capabilities.ordering}, ${ORDERING_CONSUMERS} consumers)`
+        : `ordering (${capabilities.ordering}, 1 consumer)`,
   skip: ({ capabilities }) =>
-    capabilities.ordering !== 'none'
-      ? undefined
-      : `capabilities.ordering is '${capabilities.ordering}'`,
+    capabilities.ordering !== 'none' ? undefined : `capabilities.ordering is '${capabilities.ordering}'`,
   async run(t) {
-    const broker = await t.broker(t.destination());
+    const destination = t.destination();
+    const group = t.group();
+    const scope = t.capabilities.ordering;
+    const count = t.capabilities.competingConsumers ? ORDERING_CONSUMERS : 1;
+    const brokers = await Promise.all(Array.from({ length: count }, () => t.broker(destination)));
     const senders = 16;
     const perSender = 50;
-    const inFlight = new Map<string, number>();
-    const overlaps: string[] = [];
+    /** Per sender, the consumers handling one of its events right now (one entry per handler). */
+    const busy = new Map<string, number[]>();
+    const within: string[] = [];
+    const across: string[] = [];
+    /** Every handler start, in time order. */
+    const starts: { consumer: number; sender: string; seq: number; first: boolean }[] = [];
     let running = 0;
     let peak = 0;
-    const got = t.collector({
-      before: async (envelope) => {
-        const sender = envelope.sender_id;
-        const busy = (inFlight.get(sender) ?? 0) + 1;
-        inFlight.set(sender, busy);
-        if (busy > 1) overlaps.push(keyOf(envelope));
-        peak = Math.max(peak, ++running);
-        try {
-          // Handlers of varying length, so that a broker that does not keep order shows it.
-          await (seqOf(envelope) % 7 === 0 ? delay(2) : new Promise((resolve) => setImmediate(resolve)));
-        } finally {
-          running--;
-          inFlight.set(sender, (inFlight.get(sender) ?? 1) - 1);
-        }
-      },
-    });
-    const { sub } = t.consume(broker, { group: t.group(), concurrency: 8, ordering: 'per-sender' }, got);
-    await sub.ready;
+    const collectors = brokers.map((_, consumer) =>
+      t.collector({
+        before: async (envelope, context) => {
+          const sender = envelope.sender_id;
+          const now = busy.get(sender) ?? [];
+          if (now.includes(consumer)) within.push(`${keyOf(envelope)} on consumer ${consumer}`);
+          else if (now.length > 0)
+            across.push(`${keyOf(envelope)} on consumer ${consumer}, with ${now.join(', ')}`);
+          now.push(consumer);
+          busy.set(sender, now);
+          starts.push({
+            consumer,
+            sender,
+            seq: seqOf(envelope),
+            first: !context.redelivered && context.attempt === 1,
+          });
+          peak = Math.max(peak, ++running);
+          try {
+            // Handlers of varying length, so that a broker that does not keep order shows it.
+            await (seqOf(envelope) % 7 === 0 ? delay(2) : new Promise((resolve) => setImmediate(resolve)));
+          } finally {
+            running--;
+            now.splice(now.indexOf(consumer), 1);
+          }
+        },
+      }),
+    );
+    const subs = brokers.map(
+      (broker, i) => t.consume(broker, { group, concurrency: 8, ordering: 'per-sender' }, collectors[i]).sub,
+    );
+    await Promise.all(subs.map((sub) => sub.ready));
     // Interleaved: 0..15 are the first event of each sender, 16..31 the second, …
     const events = makeEvents(t.run, senders * perSender, { senders });
-    await t.publishAll(broker, events);
-    await t.waitForAll(got, events.map(keyOf));
-    t.log(`${events.length} events, up to ${peak} handlers at once, ${got.duplicates} duplicates`);
-    expect(overlaps, 'two events of one sender handled at once').toEqual([]);
-    for (let s = 0; s < senders; s++) {
-      const sender = `${t.run}-s${s}`;
-      const order = got.received
-        .filter((r) => r.envelope.sender_id === sender && !r.context.redelivered && r.context.attempt === 1)
-        .map((r) => seqOf(r.envelope));
-      expect(order, `order of ${sender}`).toEqual([...order].sort((a, b) => a - b));
+    const keys = events.map(keyOf);
+    await t.publishAll(brokers[0]!, events);
+    await t.waitFor(
+      () => missingFromAll(collectors, keys).length === 0,
+      () =>
+        `${keys.length} events across ${count} consumer(s) (missing: ${preview(missingFromAll(collectors, keys))})`,
+    );
+    const shares = collectors.map((c) => c.unique);
+    t.log(
+      `${events.length} events, shares ${shares.join(' / ')}, up to ${peak} handlers at once, ` +
+        `${across.length} overlaps across consumers`,
+    );
+    if (count > 1 && shares.filter((n) => n > 0).length < 2) {
+      t.log('only one consumer got events: order across consumers was not put to the test');
+    }
+    expect(within, 'two events of one sender handled at once by one consumer').toEqual([]);
+    const outOfOrder = (consumer?: number) =>
+      unordered(starts.filter((s) => s.first && (consumer === undefined || s.consumer === consumer)));
+    if (scope === 'group') {
+      expect(across, "two events of one sender handled at once by two consumers (ordering: 'group')").toEqual(
+        [],
+      );
+      expect(
+        outOfOrder(),
+        "senders whose events started out of publish order across the group (ordering: 'group')",
+      ).toEqual([]);
+    } else {
+      for (let consumer = 0; consumer < count; consumer++) {
+        expect(outOfOrder(consumer), `senders out of publish order on consumer ${consumer}`).toEqual([]);
+      }
     }
   },
 };

@@ -2,12 +2,16 @@
 import type { CaseDefinition } from '../harness.js';
 import { caseNames } from '../types.js';
 import { chaosCases } from './chaos.js';
+import { crashCases } from './crash.js';
 import { deliveryCases } from './delivery.js';
 import { failureCases } from './failures.js';
 import { flowCases } from './flow.js';
 import { groupCases } from './groups.js';
+import { leaseCases } from './leases.js';
 import { lifecycleCases } from './lifecycle.js';
 import { payloadCases } from './payloads.js';
+import { redriveCases } from './redrive.js';
+import { retryCases } from './retries.js';
 import { shutdownCases } from './shutdown.js';
 
 const all: readonly CaseDefinition[] = [
@@ -18,6 +22,10 @@ const all: readonly CaseDefinition[] = [
   ...lifecycleCases,
   ...payloadCases,
   ...flowCases,
+  ...retryCases,
+  ...redriveCases,
+  ...leaseCases,
+  ...crashCases,
   ...chaosCases,
 ];
 

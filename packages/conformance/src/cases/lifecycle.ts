@@ -3,7 +3,7 @@ import { getEventListeners } from 'node:events';
 import type { Subscription } from '@parley/core';
 import { expect } from 'vitest';
 import type { CaseDefinition } from '../harness.js';
-import { keyOf, makeEvents, quietPeriod, untilAborted, withTimeout } from '../support.js';
+import { keyOf, makeEvents, untilAborted, withTimeout } from '../support.js';
 
 const concurrentClose: CaseDefinition = {
   id: 'concurrent-close',
@@ -75,12 +75,12 @@ const abort: CaseDefinition = {
     await withTimeout(first.sub.closed, t.timeoutMs, '`closed` of the aborted subscription');
     const successor = peer ?? t.consume(broker, { group });
     await successor.sub.ready;
-    await t.waitForAll(successor.got, events.map(keyOf));
+    await t.waitForAll(successor.got, events.map(keyOf), t.handoverTimeoutMs);
 
     const later = makeEvents(t.run, 5, { senders: 5, start: 10 });
     await t.publishAll(otherBroker, later);
     await t.waitForAll(other.got, [...events, ...later].map(keyOf));
-    await quietPeriod(200);
+    await t.quietPeriod(200);
     expect(held.length, 'no delivery started after the abort').toBe(heldBefore);
     expect(aborted.received, 'the aborted handler acknowledged nothing').toEqual([]);
 

@@ -2,7 +2,7 @@
 import type { Subscription } from '@parley/core';
 import { expect } from 'vitest';
 import type { CaseContext, CaseDefinition } from '../harness.js';
-import { delay, keyOf, makeEvents, quietPeriod, untilAborted } from '../support.js';
+import { delay, keyOf, makeEvents, untilAborted } from '../support.js';
 
 const subscriberChurn: CaseDefinition = {
   id: 'subscriber-churn',
@@ -138,7 +138,7 @@ async function drainSlowHandler(t: CaseContext): Promise<void> {
   const successor = t.consume(broker, { group });
   await successor.sub.ready;
   await t.waitForAll(successor.got, [keyOf(next!)]);
-  await quietPeriod(300);
+  await t.quietPeriod(300);
   expect(successor.got.has(keyOf(slow!)), 'the drained event was delivered again').toBe(false);
 }
 
@@ -165,7 +165,7 @@ async function drainCooperativeHandler(t: CaseContext): Promise<void> {
   await t.publishAll(broker, events);
   await t.waitFor(() => starts.length >= 1, 'the first handler to start');
   // Let the broker hand over what it will (brokers without a per-sender lock deliver the rest now).
-  await quietPeriod(100);
+  await t.quietPeriod(100);
   closeCalled = true;
   await sub.close();
   expect(
@@ -175,7 +175,7 @@ async function drainCooperativeHandler(t: CaseContext): Promise<void> {
   const successor = t.consume(broker, { group });
   await successor.sub.ready;
   await t.waitForAll(successor.got, events.slice(1).map(keyOf));
-  await quietPeriod(200);
+  await t.quietPeriod(200);
   expect(successor.got.has(first), 'the event acknowledged during close() was delivered again').toBe(false);
   expect(successor.got.duplicates, 'events delivered twice to the successor').toBe(0);
 }

@@ -3,15 +3,16 @@
  * and after the driver reports the connection `lost`, reconnecting with backoff for as long as the broker lives.
  * Subscriptions listen for `up` to resume their consumers, so every adapter resumes them the same way.
  */
-import { ConnectionError } from '../errors.js';
+import { ConnectionError, isPermanent } from '../errors.js';
 import { backoffDelay, sleep } from './backoff.js';
 import type { BackoffOptions, BrokerDriver } from './contract.js';
+import type { Log } from './log.js';
 
 export interface ConnectionOptions {
   readonly reconnect: BackoffOptions;
   /** Attempts at the first connection before giving up; reconnects after a loss never give up. */
   readonly connectAttempts: number;
-  readonly warn: (message: string) => void;
+  readonly log: Log;
   /** Whether anyone waits for the broker: only then do retry timers keep the process alive. */
   readonly wanted: () => boolean;
 }
@@ -30,6 +31,8 @@ export class Connection {
   /** A loss reported before `connect` resolved: acted on once it has. */
   #lostEarly: Error | undefined;
   readonly #listeners = new Set<(generation: number) => void>();
+  /** Waiting for the outcome of the next attempt (`attempt()`). */
+  readonly #attemptWaiters = new Set<{ resolve: () => void; reject: (error: unknown) => void }>();
 
   constructor(driver: BrokerDriver, options: ConnectionOptions) {
     this.#driver = driver;
@@ -71,10 +74,31 @@ export class Connection {
     return this.#connecting;
   }
 
+  /**
+   * Resolves once connected; rejects as soon as one attempt fails, with its error. For publishers that must not
+   * wait out an outage (`should_keep_unpublished_messages: false`).
+   */
+  attempt(): Promise<void> {
+    if (this.#up) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      this.#attemptWaiters.add({ resolve, reject });
+      this.connected().catch(() => undefined);
+    });
+  }
+
+  #settleAttempt(error?: unknown): void {
+    for (const waiter of this.#attemptWaiters) {
+      if (error === undefined) waiter.resolve();
+      else waiter.reject(error);
+    }
+    this.#attemptWaiters.clear();
+  }
+
   /** Stops every attempt; `connected()` rejects from now on. */
   close(): void {
     this.#up = false;
     this.#lifetime.abort();
+    this.#settleAttempt(new ConnectionError(this.#driver.name, 'closed'));
   }
 
   async #connect(): Promise<void> {
@@ -85,6 +109,7 @@ export class Connection {
       for (let attempt = 1; ; attempt++) {
         if (this.#lifetime.signal.aborted) throw new ConnectionError(scope, 'closed before it could connect');
         this.#lostEarly = undefined;
+        this.#options.log.debug(`[parley] [${scope}] connecting (attempt ${attempt})`);
         try {
           await this.#driver.connect({
             signal: this.#lifetime.signal,
@@ -92,13 +117,34 @@ export class Connection {
           });
         } catch (error) {
           this.#lastError = error;
+          if (isPermanent(error)) {
+            // Wrong credentials or no permission: retrying would only make the caller wait.
+            const failure = new ConnectionError(
+              scope,
+              `${messageOf(error)} (not retried: no wait can fix this)`,
+              {
+                cause: error,
+                permanent: true,
+                code: (error as { code?: string }).code,
+              },
+            );
+            this.#settleAttempt(failure);
+            throw failure;
+          }
           if (attempt >= limit) {
             const tries = attempt === 1 ? '1 connection attempt' : `${attempt} connection attempts`;
-            throw new ConnectionError(scope, `gave up after ${tries}: ${messageOf(error)}`, { cause: error });
+            const failure = new ConnectionError(scope, `gave up after ${tries}: ${messageOf(error)}`, {
+              cause: error,
+            });
+            this.#settleAttempt(failure);
+            throw failure;
           }
+          this.#settleAttempt(
+            new ConnectionError(scope, `cannot connect: ${messageOf(error)}`, { cause: error }),
+          );
           const delay = backoffDelay(attempt, this.#options.reconnect);
           if (attempt === 1 || attempt % 10 === 0) {
-            this.#options.warn(
+            this.#options.log.warn(
               `[parley] [${scope}] cannot connect (attempt ${attempt}): ${messageOf(error)}; retrying in ${delay} ms`,
             );
           }
@@ -108,15 +154,18 @@ export class Connection {
         }
         if (this.#lifetime.signal.aborted) throw new ConnectionError(scope, 'closed while connecting');
         const again = this.#everUp;
+        this.#settleAttempt();
         this.#generation = generation;
         this.#up = true;
         this.#everUp = true;
         if (again) {
           this.#reconnects++;
-          this.#options.warn(`[parley] [${scope}] reconnected after ${attempt} attempt(s)`);
+          this.#options.log.info(`[parley] [${scope}] reconnected after ${attempt} attempt(s)`);
           for (const listener of [...this.#listeners]) listener(generation);
-        } else if (attempt > 1) {
-          this.#options.warn(`[parley] [${scope}] connected after ${attempt} attempts`);
+        } else {
+          this.#options.log.info(
+            `[parley] [${scope}] connected${attempt > 1 ? ` after ${attempt} attempts` : ''}`,
+          );
         }
         if (this.#lostEarly) queueMicrotask(() => this.#lost(generation, this.#lostEarly!));
         return;
@@ -135,7 +184,9 @@ export class Connection {
     if (generation !== this.#generation || !this.#up) return; // an older connection's loss
     this.#up = false;
     this.#lastError = error;
-    this.#options.warn(`[parley] [${this.#driver.name}] connection lost (${messageOf(error)}); reconnecting`);
+    this.#options.log.warn(
+      `[parley] [${this.#driver.name}] connection lost (${messageOf(error)}); reconnecting`,
+    );
     void this.connected().catch(() => undefined);
   }
 }

@@ -10,6 +10,7 @@
 import type { EventName } from '../events/schemas.js';
 import type { AnyEvent, EventEnvelope, EventOf, RasaEvent, UnknownEvent } from '../events/types.js';
 import type { WireFormat } from '../wire/codec.js';
+import type { Logger } from './log.js';
 
 // ─── What a broker guarantees ────────────────────────────────────────────────────────────────────────────────
 
@@ -70,6 +71,8 @@ export interface Capabilities {
 export interface PublishOptions {
   /** Extra message headers (AMQP headers, Kafka headers, SQS message attributes). */
   readonly headers?: Readonly<Record<string, string>>;
+  /** Publish an unknown event name that is neither decoded nor built with `unknownEvent()` (default: refused). */
+  readonly allowUnknown?: boolean;
 }
 
 export type PublishResult = { readonly ok: true } | { readonly ok: false; readonly error: Error };
@@ -177,6 +180,11 @@ export interface SubscribeOptions {
   readonly backoff?: BackoffOptions;
   /** Where a new group starts: `latest` (default) or `beginning` (brokers with `replay`). */
   readonly from?: 'latest' | 'beginning';
+  /**
+   * A throwaway group for a demo, a `tail` or a test: the broker keeps nothing of it once its last consumer left
+   * (AMQP: an exclusive, auto-delete queue; memory and file: no group state or offsets kept). Default false.
+   */
+  readonly ephemeral?: boolean;
   /** Reject unknown event names (dead-lettered as `invalid`) instead of delivering them as `UnknownEvent`. */
   readonly strict?: boolean;
   /** Aborting it closes the subscription (gracefully, as `close()` does). */
@@ -365,12 +373,23 @@ export interface Delivery {
    * Hands it back to the group, to be delivered again (to this consumer or another), no sooner than `delayMs`
    * where the broker can delay (`capabilities.retry === 'broker'`).
    */
-  release(options?: { readonly delayMs?: number }): Promise<void>;
+  release(options?: ReleaseOptions): Promise<void>;
   /**
    * Hands it to the broker's own dead-letter mechanism, when the driver uses one (a native redrive policy):
    * then core calls this instead of `driver.deadLetter` + `ack`.
    */
   reject?(deadLetter: DeadLetter): Promise<void>;
+}
+
+/** How a delivery goes back to its group. */
+export interface ReleaseOptions {
+  /** Redeliver no sooner than this (brokers with `retry: 'broker'`). */
+  readonly delayMs?: number;
+  /**
+   * It never reached a handler (read ahead, then handed back on close): a broker that can should not count this
+   * delivery in `deliveryCount`, so that it does not use up an attempt.
+   */
+  readonly untried?: boolean;
 }
 
 export interface DriverConsumeOptions {
@@ -379,6 +398,8 @@ export interface DriverConsumeOptions {
   readonly readAhead: number;
   readonly from: 'latest' | 'beginning';
   readonly ordering: 'per-sender' | 'none';
+  /** Keep nothing of the group once its last consumer left (`SubscribeOptions.ephemeral`). */
+  readonly ephemeral?: boolean;
 }
 
 /** Where a driver's consumer sends what happens to it. */
@@ -413,7 +434,10 @@ export interface ConnectSession {
 
 /** Injectable faults, for drivers without a network connection to cut (the conformance chaos tier uses them). */
 export interface DriverFaults {
-  /** Acts as if the connection dropped: sends fail as retryable, unacknowledged deliveries go back. */
+  /**
+   * Acts as if the connection dropped: the driver reports `lost` to its session, sends fail as retryable,
+   * unacknowledged deliveries go back (their `revoked` aborts), `connect` waits for `restore`.
+   */
   cut(): Promise<void>;
   restore(): Promise<void>;
 }
@@ -481,6 +505,11 @@ export interface BrokerOptions {
   readonly format?: WireFormat;
   /** Events held while the broker is unreachable; a publish beyond it rejects. Default 10,000. */
   readonly bufferSize?: number;
+  /**
+   * Hold publishes while the broker is unreachable (default true). False: a publish rejects as soon as a connection
+   * attempt fails, before the first connection too (Rasa's `should_keep_unpublished_messages: false`).
+   */
+  readonly bufferWhileDisconnected?: boolean;
   /** Bytes (of encoded events) held while the broker is unreachable; a publish beyond it rejects. Default 64 MiB. */
   readonly bufferBytes?: number;
   /** Largest batch handed to the driver at once. Default 500. */
@@ -500,8 +529,16 @@ export interface BrokerOptions {
   readonly concurrency?: number;
   /** Default `readAhead` of subscriptions that set none (AMQP: `prefetch`). Default: their `concurrency`. */
   readonly readAhead?: number;
-  /** Warnings (a reconnect, a config key Parley ignores). Default: process.emitWarning. Never gets credentials. */
+  /** Default `maxAttempts` of subscriptions that set none (Redis: `max_attempts`). Default 5. */
+  readonly maxAttempts?: number;
+  /**
+   * Where the broker logs connects, reconnects, retries, dead letters and drains (pino, winston, `console`, …):
+   * warnings and errors by default to `process.emitWarning`; debug and info only here, or to stderr with
+   * `PARLEY_DEBUG=1`. Never gets credentials.
+   */
+  readonly logger?: Logger;
+  /** Warnings (a reconnect, a dead letter, a config key Parley ignores); overrides `logger.warn`. */
   readonly onWarning?: (message: string) => void;
 }
 
-export type { AnyEvent, EventEnvelope, RasaEvent, UnknownEvent };
+export type { AnyEvent, EventEnvelope, Logger, RasaEvent, UnknownEvent };

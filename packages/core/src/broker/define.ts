@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import { BrokerClosedError, BrokerConfigError, ConnectionError, PublishError } from '../errors.js';
 import { eventSchemas } from '../events/schemas.js';
-import { stringifyEvent } from '../wire/codec.js';
+import { encodeEvent } from '../wire/codec.js';
 import { Connection, messageOf } from './connection.js';
 import type {
   AnyEvent,
@@ -26,6 +26,7 @@ import type {
   SubscribeOptions,
   Subscription,
 } from './contract.js';
+import { makeLog } from './log.js';
 import { Publisher } from './publisher.js';
 import { SubscriptionImpl } from './subscription.js';
 
@@ -40,36 +41,43 @@ export function defineBroker<Client>(
 ): Broker<Client> {
   const scope = driver.name;
   const format = options.format ?? driver.defaultFormat;
-  const warn = options.onWarning ?? ((message: string) => process.emitWarning(message, 'ParleyWarning'));
+  const log = makeLog(options);
+  const warn = log.warn;
   const subscriptions = new Set<SubscriptionImpl>();
 
-  const connection = new Connection(driver as BrokerDriver, {
+  const connection: Connection = new Connection(driver as BrokerDriver, {
     reconnect: options.reconnect ?? { initialMs: 200, maxMs: 5_000 },
     connectAttempts: options.connectAttempts ?? Number.POSITIVE_INFINITY,
-    warn,
-    wanted: () => publisher.pending > 0 || subscriptions.size > 0,
+    log,
+    wanted: (): boolean => publisher.pending > 0 || subscriptions.size > 0,
   });
   const connected = (): Promise<void> => connection.connected();
 
-  const publisher = new Publisher(driver as BrokerDriver, {
+  const publisher: Publisher = new Publisher(driver as BrokerDriver, {
     bufferSize: options.bufferSize ?? 10_000,
     bufferBytes: options.bufferBytes ?? DEFAULT_BUFFER_BYTES,
     maxBatch: options.maxBatch ?? 500,
     backoff: options.reconnect ?? { initialMs: 200, maxMs: 5_000 },
-    connected,
+    connected:
+      options.bufferWhileDisconnected === false ? (): Promise<void> => connection.attempt() : connected,
     warn,
   });
 
   let warnedHeaders = false;
   const encode = (envelope: EventEnvelope<AnyEvent>, publishOptions?: PublishOptions): OutgoingMessage => {
-    const text = stringifyEvent(envelope, { format, strict: options.strict === true });
+    // Bytes straight from the encoder: no string to convert (the python writer fills a pooled slab).
+    const body = encodeEvent(envelope, {
+      format,
+      strict: options.strict === true,
+      allowUnknown: publishOptions?.allowUnknown === true,
+    });
     if (!driver.capabilities.headers && publishOptions?.headers && !warnedHeaders) {
       warnedHeaders = true;
       warn(`[parley] [${scope}] this broker cannot carry message headers: they are not sent (the event is)`);
     }
     return {
       id: randomUUID(),
-      body: Buffer.from(text, 'utf8'),
+      body,
       senderId: envelope.sender_id,
       eventName: envelope.event,
       headers: publishOptions?.headers ?? {},
@@ -137,13 +145,16 @@ export function defineBroker<Client>(
       if (subscribeOptions.concurrency === undefined && options.concurrency !== undefined) {
         subscribeOptions = { ...subscribeOptions, concurrency: options.concurrency };
       }
+      if (subscribeOptions.maxAttempts === undefined && options.maxAttempts !== undefined) {
+        subscribeOptions = { ...subscribeOptions, maxAttempts: options.maxAttempts };
+      }
       const subscription = new SubscriptionImpl(
         {
           driver: driver as BrokerDriver,
           connection,
           maxBodyBytes: options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES,
           readAhead: options.readAhead,
-          warn,
+          log,
           onClosed: (s) => subscriptions.delete(s),
         },
         handler,
@@ -219,9 +230,12 @@ export function defineBroker<Client>(
         const deadline = Date.now() + timeoutMs;
         const left = () => Math.max(0, deadline - Date.now());
         // Subscriptions drain first: their handlers may still publish.
-        await raceTimeout(Promise.all([...subscriptions].map((s) => s.close())), left(), () => undefined).catch(
+        const draining = [...subscriptions];
+        await raceTimeout(Promise.all(draining.map((s) => s.close())), left(), () => undefined).catch(
           () => undefined,
         );
+        // Handlers that outlived the deadline: their events go back to the group, and nothing waits for them.
+        await Promise.all(draining.map((s) => s.forceClose()));
         await publisher.close(
           left(),
           connection.isUp

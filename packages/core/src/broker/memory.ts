@@ -11,7 +11,6 @@ import type {
   Capabilities,
   ConnectSession,
   ConsumerSink,
-  DeadLetter,
   DriverConsumeOptions,
   DriverConsumer,
   OutgoingMessage,
@@ -113,6 +112,8 @@ interface InFlight extends Waiting {
   /** Whether it holds its sender's lock. */
   readonly locked: boolean;
   leaseTimer?: NodeJS.Timeout;
+  /** How it ended, once it did. */
+  ended?: 'ack' | 'release' | 'take-back';
 }
 
 interface Group {
@@ -131,6 +132,8 @@ interface Group {
   scheduled: boolean;
   /** A timer for the earliest delayed release. */
   timer?: NodeJS.Timeout;
+  /** Forgotten once its last consumer leaves. */
+  ephemeral: boolean;
 }
 
 interface Consumer {
@@ -293,16 +296,29 @@ function deliver(consumer: Consumer, waiting: Waiting, perSender: boolean): void
           lease: {
             durationMs: lease,
             renew: async () => {
-              if (!group.inFlight.has(token)) throw new ConnectionError(SCOPE, 'lease lost: delivered to another consumer');
+              if (!group.inFlight.has(token))
+                throw new ConnectionError(SCOPE, 'lease lost: delivered to another consumer');
               clearTimeout(token.leaseTimer);
               expire();
             },
           },
         }),
     ack: async () => {
-      if (!settle(token, 'ack')) throw new ConnectionError(SCOPE, 'not acknowledged: the delivery was taken back');
+      // A second ack is a no-op; an ack of a delivery the hub took back (cut, close, lease) did not happen.
+      if (!settle(token, 'ack') && token.ended !== 'ack')
+        throw new ConnectionError(
+          SCOPE,
+          'not acknowledged: the delivery was taken back; it is delivered again',
+        );
     },
-    release: async (options) => void settle(token, 'release', options?.delayMs),
+    release: async (options) => {
+      // Never tried (read ahead, handed back on close): this delivery does not count as an attempt.
+      if (settle(token, 'release', options?.delayMs) && options?.untried) {
+        const count = group.deliveries.get(message.offset);
+        if (count !== undefined && count > 1) group.deliveries.set(message.offset, count - 1);
+        else group.deliveries.delete(message.offset);
+      }
+    },
   });
 }
 
@@ -313,6 +329,7 @@ function deliver(consumer: Consumer, waiting: Waiting, perSender: boolean): void
 function settle(token: InFlight, how: 'ack' | 'release' | 'take-back', delayMs?: number): boolean {
   const { group } = token.consumer;
   if (!group.inFlight.delete(token)) return false;
+  token.ended = how;
   token.consumer.inFlight.delete(token);
   clearTimeout(token.leaseTimer);
   const sender = token.message.senderId;
@@ -343,6 +360,11 @@ function detach(consumer: Consumer): void {
   const index = group.consumers.indexOf(consumer);
   if (index >= 0) group.consumers.splice(index, 1);
   consumer.connection.consumers.delete(consumer);
+  if (group.ephemeral && group.consumers.length === 0) {
+    clearTimeout(group.timer);
+    for (const [name, candidate] of group.topic.groups)
+      if (candidate === group) group.topic.groups.delete(name);
+  }
 }
 
 /** The connection drops: its consumers are gone (what they held goes back), and its client is told. */
@@ -522,6 +544,7 @@ export function memoryDriver(options: MemoryBrokerOptions = {}): BrokerDriver<Me
       if (connection.closed) throw new BrokerClosedError(SCOPE);
       if (connection.cut) throw new ConnectionError(SCOPE, 'connection lost');
       const { group: name, readAhead, from, ordering } = consumeOptions;
+      const ephemeral = consumeOptions.ephemeral === true;
       if (!Number.isInteger(readAhead) || readAhead < 1) {
         throw new BrokerConfigError(SCOPE, `readAhead must be a positive integer, got ${readAhead}`);
       }
@@ -536,6 +559,7 @@ export function memoryDriver(options: MemoryBrokerOptions = {}): BrokerDriver<Me
         consumers: [],
         turn: 0,
         scheduled: false,
+        ephemeral,
       };
       topic.groups.set(name, group);
       const consumer: Consumer = {

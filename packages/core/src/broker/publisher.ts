@@ -55,6 +55,8 @@ export class Publisher {
   #pumping = false;
   #closed = false;
   #failures = 0;
+  /** The last take found only senders with a batch in flight: wait for a settle or a new publish. */
+  #blocked = false;
   #idle: (() => void)[] = [];
   readonly #abort = new AbortController();
 
@@ -123,6 +125,7 @@ export class Publisher {
           reject(error);
         },
       });
+      this.#blocked = false; // its sender may be free
       this.#wake(); // a pump waiting for confirms may send this one right away
       if (!this.#pumping) {
         this.#pumping = true;
@@ -193,8 +196,7 @@ export class Publisher {
       ) {
         const batch = this.#take();
         if (batch.length === 0) {
-          // Every waiting sender has a batch in flight: nothing can go before one settles (or a new publish comes).
-          this.#blocked = true;
+          this.#blocked = true; // every waiting sender has a batch in flight
           break;
         }
         this.#inFlight.add(batch);
@@ -204,7 +206,10 @@ export class Publisher {
       if (this.#inFlight.size === 0 && this.#retry.length === 0 && this.#queue.length === 0) break;
       await this.#roundDone();
       if (this.#retry.length > 0 && this.#inFlight.size === 0 && !this.#abort.signal.aborted) {
-        this.#queue = mergeBySeq(this.#retry.sort((a, b) => a.seq - b.seq), this.#queue);
+        this.#queue = mergeBySeq(
+          this.#retry.sort((a, b) => a.seq - b.seq),
+          this.#queue,
+        );
         this.#retry = [];
         this.#failures++;
         const delay = backoffDelay(this.#failures, this.#options.backoff);
@@ -266,13 +271,15 @@ export class Publisher {
     }
     // Senders marked busy only to be skipped in this scan are free again.
     this.#busySenders.clear();
-    for (const inFlight of this.#inFlight) for (const e of inFlight) this.#busySenders.add(e.message.senderId);
+    for (const inFlight of this.#inFlight)
+      for (const e of inFlight) this.#busySenders.add(e.message.senderId);
     this.#queue = rest;
     return batch;
   }
 
   #settle(batch: Entry[], outcomes: readonly SendOutcome[]): void {
     if (!this.#inFlight.delete(batch)) return; // rejected by close() meanwhile
+    this.#blocked = false;
     for (const entry of batch) this.#busySenders.delete(entry.message.senderId);
     if (outcomes.length !== batch.length) {
       // A driver bug, not an outage: retrying would loop forever and blame the broker at close.
@@ -307,27 +314,23 @@ export class Publisher {
   }
 
   #roundWaiter: (() => void) | undefined;
-  /** Set when the waiting entries all belong to busy senders; a settled batch or a new publish clears it. */
-  #blocked = false;
 
   #wake(): void {
-    this.#blocked = false;
     const waiter = this.#roundWaiter;
     this.#roundWaiter = undefined;
     waiter?.();
   }
 
   /**
-   * Resolves when the pump may go on: when there is something it can send and room for it, or when every batch
-   * has settled. After a retryable failure, only the latter: the failed entries must go first again. Resolving
-   * while every waiting sender is busy would spin the pump on microtasks and starve the I/O that settles batches.
+   * Resolves when the pump may go on: when there is something to send and room for it, or when every batch has
+   * settled. After a retryable failure, only the latter: the failed entries must go first again.
    */
   #roundDone(): Promise<void> {
     return new Promise<void>((resolve) => {
       const check = () => {
         const room = this.#inFlight.size < this.#maxInFlight;
-        const sendable = this.#retry.length === 0 && this.#queue.length > 0 && room && !this.#blocked;
-        if (this.#inFlight.size === 0 || sendable) resolve();
+        const sendable = this.#queue.length > 0 && !this.#blocked && this.#retry.length === 0;
+        if (this.#inFlight.size === 0 || (sendable && room)) resolve();
         else this.#roundWaiter = check;
       };
       check();

@@ -8,7 +8,16 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { type BrokerConfig, ConfigError, loadEndpoints, readOptions } from '../config/endpoints.js';
+import {
+  type BrokerConfig,
+  type BrokerSection,
+  brokerConfig,
+  ConfigError,
+  type LoadEndpointsOptions,
+  loadEndpoints,
+  type OptionReader,
+  readOptions,
+} from '../config/endpoints.js';
 import type { WireFormat } from '../wire/codec.js';
 import type { Broker, BrokerOptions } from './contract.js';
 import { fileBroker } from './file.js';
@@ -18,12 +27,15 @@ import { memoryBroker } from './memory.js';
 export type FromEndpointConfig = (config: BrokerConfig, options?: AdapterOptions) => Broker | Promise<Broker>;
 
 /** Options every adapter's `fromEndpointConfig` accepts besides the endpoints.yml section. */
-export interface AdapterOptions extends Pick<BrokerOptions, 'onWarning'> {}
+/** What `createBroker` hands every adapter besides the endpoints.yml section: where to log. */
+export interface AdapterOptions extends Pick<BrokerOptions, 'onWarning' | 'logger'> {}
 
-export interface CreateBrokerOptions extends AdapterOptions {
+export interface CreateBrokerOptions extends AdapterOptions, Pick<LoadEndpointsOptions, 'env'> {
   /** Where adapter packages are resolved from. Default: the current directory, then the endpoints.yml folder. */
   readonly resolveFrom?: string;
 }
+
+const WIRE_FORMATS: readonly WireFormat[] = ['python', 'compact'];
 
 /** The adapter packages Parley publishes, by normalised `type`. */
 export const adapterPackages: Readonly<Record<string, string>> = {
@@ -34,19 +46,28 @@ export const adapterPackages: Readonly<Record<string, string>> = {
 };
 
 /**
- * Creates the broker an endpoints.yml describes: a path to the file, or a section loaded with `loadEndpoints`.
- * @throws ConfigError for a file with no `event_broker` section, an invalid key, or an adapter that is not
- *         installed (naming the exact install command).
+ * Creates the broker an endpoints.yml describes, given as any of:
+ * - the path of the file: `createBroker('endpoints.yml')`;
+ * - its `event_broker` section as a plain object, with the same keys as the YAML:
+ *   `createBroker({ type: 'pika', url: 'localhost', username: 'guest', password: 'guest' })`. It is normalised
+ *   exactly as the file is (`type` aliases and case, a missing `type` meaning pika, `${VAR}` substituted in
+ *   strings from `options.env` or `process.env`);
+ * - a {@link BrokerConfig} already normalised by `loadEndpoints`, `parseEndpoints` or `brokerConfig`.
+ * @throws ConfigError for a file with no `event_broker` section, an invalid key, an adapter that is not
+ *         installed (naming the exact install command), or a `config` of any other shape.
  */
 export async function createBroker(
-  config: BrokerConfig | string,
+  config: BrokerConfig | BrokerSection | string,
   options: CreateBrokerOptions = {},
 ): Promise<Broker> {
+  const env = options.env === undefined ? {} : { env: options.env };
   if (typeof config === 'string') {
-    const loaded = await loadEndpoints(config);
+    const loaded = await loadEndpoints(config, env);
     if (!loaded)
       throw new ConfigError(config, undefined, 'no event_broker section: there is no broker to create');
     config = loaded;
+  } else if (!isBrokerConfig(config)) {
+    config = brokerConfig(sectionOf(config), SECTION_SOURCE, env);
   }
   switch (config.type) {
     case 'memory':
@@ -77,15 +98,12 @@ export async function createBroker(
  * Reads the keys every broker accepts on top of its own (`buffer_size`, `format`), with the same checks as the
  * built-in adapters: for third-party adapters' `fromEndpointConfig`.
  */
-export function readCommonOptions(reader: ReturnType<typeof readOptions>, source: string): BrokerOptions {
+export function readCommonOptions(reader: OptionReader): BrokerOptions {
   const bufferSize = reader.integer('buffer_size', { min: 1 });
-  const format = reader.string('format');
-  if (format !== undefined && format !== 'python' && format !== 'compact') {
-    throw new ConfigError(source, 'event_broker.format', `expected "python" or "compact", found "${format}"`);
-  }
+  const format = reader.oneOf<WireFormat>('format', WIRE_FORMATS);
   return {
     ...(bufferSize === undefined ? {} : { bufferSize }),
-    ...(format === undefined ? {} : { format: format as WireFormat }),
+    ...(format === undefined ? {} : { format }),
   };
 }
 
@@ -93,13 +111,14 @@ function embeddedMemory(config: BrokerConfig, options: CreateBrokerOptions): Bro
   const reader = readOptions(config, 'memory');
   const destination = reader.string('destination', 'rasa_core_events');
   const hub = reader.string('hub', 'default');
-  const common = readCommonOptions(reader, config.source);
+  const common = readCommonOptions(reader);
   reader.done({ ...(options.onWarning ? { warn: options.onWarning } : {}) });
   return memoryBroker({
     destination,
     hub,
     ...common,
     ...(options.onWarning ? { onWarning: options.onWarning } : {}),
+    ...(options.logger ? { logger: options.logger } : {}),
   });
 }
 
@@ -108,13 +127,14 @@ function embeddedFile(config: BrokerConfig, options: CreateBrokerOptions): Broke
   // Rasa resolves `path` against the working directory; so does Parley.
   const path = reader.string('path', 'rasa_event.log');
   const fsync = reader.boolean('fsync');
-  const common = readCommonOptions(reader, config.source);
+  const common = readCommonOptions(reader);
   reader.done({ ...(options.onWarning ? { warn: options.onWarning } : {}) });
   return fileBroker({
     path,
     ...(fsync === undefined ? {} : { fsync }),
     ...common,
     ...(options.onWarning ? { onWarning: options.onWarning } : {}),
+    ...(options.logger ? { logger: options.logger } : {}),
   });
 }
 
@@ -124,7 +144,8 @@ async function importAdapter(
   options: CreateBrokerOptions,
 ): Promise<unknown> {
   const bases = [options.resolveFrom ?? process.cwd()];
-  if (config.source !== '<inline>') bases.push(dirname(resolve(config.source)));
+  // `<inline>`, `<createBroker options>`: a config built in code has no folder of its own.
+  if (!config.source.startsWith('<')) bases.push(dirname(resolve(config.source)));
   const local = specifier.startsWith('.') || isAbsolute(specifier);
   for (const base of bases) {
     let resolved: string | undefined;
@@ -157,6 +178,53 @@ async function importAdapter(
       : `cannot load the custom adapter module "${specifier}": ${(error as Error).message}`;
     throw new ConfigError(config.source, 'event_broker.type', hint, { cause: error });
   }
+}
+
+/** What errors name as the source of a section passed to createBroker as an object. */
+const SECTION_SOURCE = '<createBroker options>';
+const CONFIG_KEYS = new Set(['type', 'typeAsWritten', 'options', 'source', 'section']);
+
+/**
+ * A normalised BrokerConfig rather than an endpoints section: only its keys, with `options` a mapping and `type`
+ * and `source` strings. No adapter has keys named `options` and `source`, so the two cannot be confused.
+ */
+function isBrokerConfig(value: unknown): value is BrokerConfig {
+  if (!isMapping(value)) return false;
+  const candidate = value as Partial<Record<keyof BrokerConfig, unknown>>;
+  return (
+    typeof candidate.type === 'string' &&
+    typeof candidate.source === 'string' &&
+    isMapping(candidate.options) &&
+    Object.keys(value).every((key) => CONFIG_KEYS.has(key))
+  );
+}
+
+/** The section object createBroker was given, or a ConfigError saying what it expects instead. */
+function sectionOf(value: unknown): Record<string, unknown> {
+  const expected =
+    'expected the path of an endpoints.yml, its event_broker section as an object with the same keys ' +
+    "(e.g. { type: 'pika', url: 'localhost' }), or a BrokerConfig from loadEndpoints() or brokerConfig()";
+  if (!isMapping(value)) {
+    throw new ConfigError('createBroker', undefined, `${expected}; found ${shapeOf(value)}`);
+  }
+  if (isMapping(value.event_broker) && value.type === undefined && value.store_type === undefined) {
+    throw new ConfigError(
+      'createBroker',
+      undefined,
+      `${expected}; found a whole endpoints document: pass its event_broker section (config.event_broker)`,
+    );
+  }
+  return value;
+}
+
+function isMapping(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function shapeOf(value: unknown): string {
+  if (value === null || value === undefined) return String(value);
+  if (Array.isArray(value)) return 'a list';
+  return typeof value === 'object' ? 'an object' : `${typeof value} ${String(value).slice(0, 40)}`;
 }
 
 function pickFactory(module: unknown): FromEndpointConfig | undefined {

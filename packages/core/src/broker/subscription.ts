@@ -12,6 +12,7 @@ import type { AnyEvent, EventEnvelope } from '../events/types.js';
 import { safeDecodeEvent } from '../wire/codec.js';
 import { backoffDelay, sleep } from './backoff.js';
 import type { Connection } from './connection.js';
+import { messageOf } from './connection.js';
 import type {
   BrokerDriver,
   DeadLetter,
@@ -22,10 +23,11 @@ import type {
   EventHandler,
   EventHandlers,
   EventStream,
+  ReleaseOptions,
   SubscribeOptions,
   SubscriptionStats,
 } from './contract.js';
-import { messageOf } from './connection.js';
+import type { Log } from './log.js';
 import { SenderLock } from './sender-lock.js';
 import { type EventStreamState, offerToStream, streamIterator } from './stream.js';
 
@@ -38,7 +40,7 @@ export interface SubscriptionEnvironment {
   /** Bodies larger than this are dead-lettered unparsed. */
   readonly maxBodyBytes: number;
   readonly readAhead: number | undefined;
-  readonly warn: (message: string) => void;
+  readonly log: Log;
   readonly onClosed: (subscription: SubscriptionImpl) => void;
 }
 
@@ -57,6 +59,10 @@ interface Held {
 /** Lease renewal starts after a third of the lease, so that two renewals may fail before it ends. */
 const RENEW_FRACTION = 1 / 3;
 const MAX_CLOSE_STEP_MS = 5_000;
+const DEAD_LETTER_WARNING_MS = 5_000;
+const UNTRIED: ReleaseOptions = { untried: true };
+/** How long a failed consume waits for a connection loss to be reported before it counts as its own failure. */
+const LOSS_GRACE_MS = 250;
 
 export class SubscriptionImpl implements EventStream {
   readonly ready: Promise<void>;
@@ -88,6 +94,9 @@ export class SubscriptionImpl implements EventStream {
   #consumerId = 0;
   #resuming: Promise<void> | undefined;
   #closePromise: Promise<void> | undefined;
+  /** Resolves when the broker's close deadline passed: stop waiting for handlers that never finish. */
+  readonly #forced: Promise<void>;
+  #force!: () => void;
   #resolveClosed!: () => void;
   readonly #unlisten: () => void;
   /** Held deliveries waiting for a free handler slot, oldest first. */
@@ -139,6 +148,7 @@ export class SubscriptionImpl implements EventStream {
       ? 1
       : Math.max(this.#concurrency, Math.floor(options.readAhead ?? env.readAhead ?? this.#concurrency));
     this.closed = new Promise((resolve) => (this.#resolveClosed = resolve));
+    this.#forced = new Promise((resolve) => (this.#force = resolve));
     const onAbort = () => void this.close();
     options.signal?.addEventListener('abort', onAbort, { once: true });
     this.#unlisten = env.connection.onReconnect(() => void this.#resume('the connection was lost'));
@@ -147,10 +157,14 @@ export class SubscriptionImpl implements EventStream {
       this.#unlisten();
       env.onClosed(this);
     });
+    const group = this.#group;
+    const flow = `concurrency ${this.#concurrency}, read-ahead ${this.#readAhead}`;
     this.ready = (async () => {
       // Closing must not wait for a broker that never answers: stop waiting for it at once.
       await Promise.race([env.connection.connected(), abortedPromise(this.#closing.signal)]);
-      await this.#startUntilUp();
+      if (await this.#startUntilUp()) {
+        env.log.info(`[parley] [${driver.name}] consuming group "${group}" (${flow})`);
+      }
     })();
     // A subscription that cannot start reports why (onError, `failure`, and `ready` rejects) and ends.
     this.ready.catch((error) => this.#fail(error));
@@ -174,13 +188,29 @@ export class SubscriptionImpl implements EventStream {
       // Not started yet: back to the group, for another consumer or a later one. Taken in one go, so that
       // nothing finishing meanwhile can start one of them.
       const waiting = [...this.#ready.splice(0), ...this.#senders.takeAllWaiting()];
-      await Promise.all(waiting.map((held) => this.#release(held)));
+      await Promise.all(waiting.map((held) => this.#release(held, UNTRIED)));
       if (this.#stream) this.#endStream();
-      if (this.#busy > 0) await new Promise<void>((resolve) => (this.#drained = resolve));
+      if (this.#busy > 0)
+        await Promise.race([new Promise<void>((resolve) => (this.#drained = resolve)), this.#forced]);
       await bounded(this.#consumer?.close(), this.#report);
+      const { acked, retried, deadLettered } = this.#stats;
+      this.#env.log.info(
+        `[parley] [${this.#driver.name}] subscription to group "${this.#group}" drained and closed (${acked} acknowledged, ${retried} retries, ${deadLettered} dead-lettered)`,
+      );
       this.#resolveClosed();
     })();
     return this.#closePromise;
+  }
+
+  /**
+   * The broker's close deadline passed while handlers still run: give up on them. What they hold goes back to the
+   * group (they are told through their signal, already aborted), leases stop, and the subscription ends now.
+   */
+  async forceClose(): Promise<void> {
+    void this.close();
+    this.#force();
+    await Promise.all([...this.#held].map((held) => this.#release(held)));
+    await this.#closePromise;
   }
 
   #report = (error: unknown): void => {
@@ -193,13 +223,17 @@ export class SubscriptionImpl implements EventStream {
     const failure =
       error instanceof ParleyError
         ? error
-        : new ParleyError(`subscription to group "${this.#group}" failed: ${messageOf(error)}`, 'SUBSCRIPTION_FAILED', {
-            scope: this.#driver.name,
-            cause: error,
-          });
+        : new ParleyError(
+            `subscription to group "${this.#group}" failed: ${messageOf(error)}`,
+            'SUBSCRIPTION_FAILED',
+            {
+              scope: this.#driver.name,
+              cause: error,
+            },
+          );
     this.#failure = failure;
     if (this.#options.onError) this.#report(failure);
-    else this.#env.warn(failure.message);
+    else this.#env.log.warn(failure.message);
     void this.close();
   }
 
@@ -216,7 +250,11 @@ export class SubscriptionImpl implements EventStream {
         await this.#start();
         return true;
       } catch (failure) {
-        if (this.#env.connection.isUp || this.#closing.signal.aborted) throw failure;
+        if (this.#closing.signal.aborted) throw failure;
+        // A consume that fails as the connection drops often fails a moment before the driver reports the loss:
+        // look again after a moment before calling it this subscription's own failure.
+        if (this.#env.connection.isUp) await sleep(LOSS_GRACE_MS, this.#closing.signal);
+        if (this.#env.connection.isUp && !this.#closing.signal.aborted) throw failure;
         await sleep(backoffDelay(attempt), this.#closing.signal);
       }
     }
@@ -230,6 +268,7 @@ export class SubscriptionImpl implements EventStream {
         readAhead: this.#readAhead,
         from: this.#options.from ?? 'latest',
         ordering: this.#perSender ? 'per-sender' : 'none',
+        ephemeral: this.#options.ephemeral === true,
       },
       {
         deliver: (delivery) => this.#receive(delivery, id),
@@ -263,7 +302,10 @@ export class SubscriptionImpl implements EventStream {
         }),
       );
       try {
-        if (await this.#startUntilUp()) this.#stats.resumed++;
+        if (await this.#startUntilUp()) {
+          this.#stats.resumed++;
+          this.#env.log.info(`[parley] [${this.#driver.name}] consumer of group "${this.#group}" resumed`);
+        }
       } catch (failure) {
         this.#fail(failure);
       }
@@ -278,7 +320,7 @@ export class SubscriptionImpl implements EventStream {
     if (delivery.redelivered) this.#stats.redelivered++;
     const held: Held = { delivery, consumer, abort: new AbortController(), settled: false };
     if (this.#closing.signal.aborted || consumer !== this.#consumerId) {
-      void this.#release(held);
+      void this.#release(held, UNTRIED);
       return;
     }
     this.#hold(held);
@@ -348,6 +390,7 @@ export class SubscriptionImpl implements EventStream {
             this.#revoke(held);
           });
         }, every);
+        held.renewal.unref(); // the handler keeps the process alive, not its lease
       };
       renew();
     }
@@ -370,18 +413,17 @@ export class SubscriptionImpl implements EventStream {
     held.abort.abort(new ParleyError('the broker took this delivery back', 'DELIVERY_REVOKED'));
   }
 
-  async #release(held: Held, delayMs?: number): Promise<void> {
+  async #release(held: Held, options?: ReleaseOptions): Promise<void> {
     if (!this.#unhold(held)) return;
-    await held.delivery
-      .release(delayMs === undefined ? undefined : { delayMs })
-      .catch(this.#report);
+    await held.delivery.release(options).catch(this.#report);
   }
 
-  async #ack(held: Held): Promise<void> {
+  /** Acknowledges; `handled` counts it in `stats.acked` (a dead letter's ack does not). */
+  async #ack(held: Held, handled = true): Promise<void> {
     if (!this.#unhold(held)) return;
     try {
       await held.delivery.ack();
-      this.#stats.acked++;
+      if (handled) this.#stats.acked++;
     } catch (error) {
       // Not acknowledged (its channel or lease is gone): the broker delivers it again.
       this.#report(error);
@@ -402,7 +444,7 @@ export class SubscriptionImpl implements EventStream {
     if (attempt > this.#maxAttempts) {
       // Delivered more often than it may be tried, and never settled: the consumers it went to died with it.
       lastError = new ParleyError(
-        `delivered ${attempt - 1} times without being acknowledged (its consumers stopped while handling it)`,
+        `delivered ${attempt - 1} times without being settled (its consumers stopped or crashed while holding it)`,
         'DELIVERY_LIMIT',
         { scope: this.#driver.name },
       );
@@ -439,11 +481,16 @@ export class SubscriptionImpl implements EventStream {
           if (attempt < this.#maxAttempts) {
             this.#stats.retried++;
             const delay = backoffDelay(attempt, this.#options.backoff);
+            this.#env.log.debug(
+              `[parley] [${this.#driver.name}] handler failed for an event of sender ${JSON.stringify(envelope.sender_id)} ` +
+                `(group "${this.#group}", attempt ${attempt} of ${this.#maxAttempts}): ${messageOf(error)}; trying again in ${delay} ms`,
+            );
             if (this.#brokerRetry) {
               // The broker redelivers it after the delay (to any consumer); its sender's next events go back too,
               // so that they come after it again.
-              for (const next of this.#senders.takeWaiting(envelope.sender_id)) await this.#release(next);
-              await this.#release(held, delay);
+              for (const next of this.#senders.takeWaiting(envelope.sender_id))
+                await this.#release(next, UNTRIED);
+              await this.#release(held, { delayMs: delay });
               return;
             }
             await sleep(delay, signal);
@@ -463,7 +510,7 @@ export class SubscriptionImpl implements EventStream {
     if (next === undefined) return;
     if (this.#closing.signal.aborted) {
       // While closing, nothing new starts: hand it back.
-      void this.#release(next);
+      void this.#release(next, UNTRIED);
       return;
     }
     this.#ready.push(next);
@@ -505,20 +552,43 @@ export class SubscriptionImpl implements EventStream {
       this.#report(failure);
       const delay = backoffDelay(++this.#deadLetterFailures, { initialMs: 500, maxMs: 30_000 });
       if (!this.#brokerRetry) await sleep(delay, this.#closing.signal);
-      await this.#release(held, this.#brokerRetry ? delay : undefined);
+      await this.#release(held, this.#brokerRetry ? { delayMs: delay } : undefined);
       return;
     }
     this.#deadLetterFailures = 0;
     this.#stats.deadLettered++;
-    if (!delivery.reject) await this.#ack(held);
+    if (!delivery.reject) await this.#ack(held, false);
     this.#unhold(held);
     if (delivery.reject || this.#driver.deadLetter) {
       // Stored: a failing callback is reported, but must not store it a second time.
       await Promise.resolve(this.#options.onDeadLetter?.(deadLetter)).catch(this.#report);
     }
-    this.#env.warn(
-      `[parley] [${this.#driver.name}] dead-lettered an event of group "${this.#group}" (${reason}` +
-        `${senderId === undefined ? '' : `, sender ${JSON.stringify(senderId)}`}, ${attempts} attempt(s)): ${errorSummary(error).message}`,
+    this.#warnDeadLetter(reason, senderId, attempts, error);
+  }
+
+  #lastDeadLetterWarning = 0;
+  #unwarnedDeadLetters = 0;
+
+  /** A dead letter is visible by default: one warning per subscription every 5 s at most, counting the rest. */
+  #warnDeadLetter(
+    reason: DeadLetterReason,
+    senderId: string | undefined,
+    attempts: number,
+    error: unknown,
+  ): void {
+    const now = Date.now();
+    if (now - this.#lastDeadLetterWarning < DEAD_LETTER_WARNING_MS) {
+      this.#unwarnedDeadLetters++;
+      return;
+    }
+    const more = this.#unwarnedDeadLetters;
+    this.#lastDeadLetterWarning = now;
+    this.#unwarnedDeadLetters = 0;
+    const where = this.#driver.deadLetter ? "the broker's dead-letter destination" : 'onDeadLetter';
+    this.#env.log.warn(
+      `[parley] [${this.#driver.name}] dead-lettered an event of group "${this.#group}" to ${where} (${reason}` +
+        `${senderId === undefined ? '' : `, sender ${JSON.stringify(senderId)}`}, ${attempts} attempt(s)): ` +
+        `${messageOf(error)}${more > 0 ? ` (and ${more} more since the last warning)` : ''}`,
     );
   }
 

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
-import { parseDocument } from 'yaml';
+import { type Document, isPair, isScalar, isSeq, LineCounter, type Node, parseDocument, visit } from 'yaml';
 import { ParleyError } from '../errors.js';
+import { didYouMeanHint } from '../suggest.js';
 
 /** The `event_broker` section of an endpoints.yml, Rasa's rules applied. */
 export interface BrokerConfig {
@@ -21,6 +22,12 @@ export interface BrokerConfig {
   /** The endpoints.yml section this came from, for error messages; `event_broker` when absent. */
   readonly section?: string;
 }
+
+/**
+ * An endpoints.yml section written as an object in code, with the same keys as the YAML:
+ * `{ type: 'pika', url: 'localhost', username: 'guest', password: 'guest' }`. {@link brokerConfig} normalises it.
+ */
+export type BrokerSection = Readonly<Record<string, unknown>>;
 
 /** Options for {@link loadEndpoints}, {@link parseEndpoints} and {@link brokerConfig}. */
 export interface LoadEndpointsOptions {
@@ -82,18 +89,33 @@ export function parseEndpoints(
 ): BrokerConfig | undefined {
   const section = options?.section ?? 'event_broker';
   // Rasa reads YAML 1.2 with ruamel, which honours `<<` merge keys and rejects duplicate keys.
-  const doc = parseDocument(yamlText, { version: '1.2', merge: true, uniqueKeys: true, prettyErrors: true });
-  const error = doc.errors[0];
-  if (error) {
-    // The pretty message quotes the offending line, which may hold a password: keep only the position.
-    const where = error.linePos ? ` at line ${error.linePos[0].line}, column ${error.linePos[0].col}` : '';
-    throw new ConfigError(source, undefined, `invalid YAML${where}: ${error.message.split(' at line ')[0]}`);
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(yamlText, {
+    version: '1.2',
+    merge: true,
+    uniqueKeys: true,
+    prettyErrors: true,
+    lineCounter,
+  });
+  const problem = yamlProblem(doc);
+  if (problem) {
+    // The YAML library's messages quote the source (`Unresolved alias …: Xy9!secret`), which may be a password:
+    // Parley says what is wrong in its own words, with the position and the key, never the text.
+    const { line, col } = lineCounter.linePos(problem.offset);
+    const what = YAML_PROBLEMS[problem.code] ?? 'the YAML syntax is invalid here';
+    throw new ConfigError(
+      source,
+      keyAt(doc, problem.offset),
+      `invalid YAML at line ${line}, column ${col}: ${what}`,
+    );
   }
   let content: unknown;
   try {
     content = doc.toJS();
   } catch (cause) {
-    throw new ConfigError(source, undefined, `invalid YAML: ${(cause as Error).message}`, { cause });
+    // Not echoed, nor kept as the cause: the library's message may quote a value.
+    const name = cause instanceof Error ? cause.name : 'Error';
+    throw new ConfigError(source, undefined, `invalid YAML: it cannot be read as data (${name})`);
   }
   if (content === null || content === undefined) return undefined;
   if (!isMapping(content)) {
@@ -105,9 +127,13 @@ export function parseEndpoints(
   return brokerConfig(value as Record<string, unknown>, source, options);
 }
 
-/** Normalises a section given as an object (e.g. built in code): same type rules and substitution. */
+/**
+ * Normalises a section given as an object (e.g. built in code) exactly as {@link parseEndpoints} normalises the
+ * YAML: `type` aliases and case (a missing `type` means pika), `store_type`, and `${VAR}` substitution in every
+ * string, nested ones included, from `options.env` (default `process.env`).
+ */
 export function brokerConfig(
-  section: Record<string, unknown>,
+  section: BrokerSection,
   source = '<inline>',
   options?: LoadEndpointsOptions,
 ): BrokerConfig {
@@ -116,7 +142,9 @@ export function brokerConfig(
     throw new ConfigError(source, name, `expected a mapping of broker options, found ${describe(section)}`);
   }
   const env = options?.env ?? process.env;
-  const expanded = substitute(section, name, env, source) as Record<string, unknown>;
+  const missing = new Map<string, string[]>();
+  const expanded = substitute(section, name, env, missing) as Record<string, unknown>;
+  if (missing.size > 0) throw missingVariables(source, missing);
   // Rasa's `kwargs.pop("store_type", kwargs.pop("type", None))` runs inside out: both go, store_type wins.
   const typeKey = 'store_type' in expanded ? 'store_type' : 'type';
   const { type: _type, store_type: _storeType, ...rest } = expanded;
@@ -132,47 +160,137 @@ export function brokerConfig(
   const custom = /[./]/.test(raw) || raw.startsWith('@') ? raw : undefined;
   const type = known ?? custom;
   if (type !== undefined) return Object.freeze({ type, typeAsWritten: raw, ...base });
-  const accepted = [...AMQP_ALIASES, ...OTHER_TYPES].join(', ');
+  const accepted = [...AMQP_ALIASES, ...OTHER_TYPES];
   throw new ConfigError(
     source,
     `${name}.${typeKey}`,
-    `unknown broker type ${JSON.stringify(raw)}; expected one of ${accepted}, ` +
+    `unknown broker type ${JSON.stringify(raw)}${didYouMeanHint(raw, accepted)}; expected one of ${accepted.join(', ')}, ` +
       'or a module specifier (a Python-style dotted path, a package name or a path)',
   );
+}
+
+/** What an endpoints.yml may get wrong, said without quoting it; most often an unquoted value starting with `*`, `!`… */
+const YAML_PROBLEMS: Readonly<Record<string, string>> = {
+  BAD_ALIAS:
+    "a value starting with * is read as an alias, and no anchor has that name: quote the value ('*…')",
+  TAG_RESOLVE_FAILED: "a value starting with ! is read as a YAML tag: quote the value ('!…')",
+  BAD_SCALAR_START: 'a plain value cannot start with @ or `: quote the value',
+  BAD_DQ_ESCAPE:
+    'an invalid escape sequence in a double-quoted value: use single quotes, or write \\\\ for a backslash',
+  DUPLICATE_KEY: 'a key appears twice in the same mapping',
+  MISSING_CHAR: 'a closing quote, bracket or separator is missing',
+  MULTILINE_IMPLICIT_KEY: 'a key must be on one line (is a ":" missing, or the indentation off?)',
+  BAD_INDENT: 'the indentation is inconsistent',
+  TAB_AS_INDENT: 'tabs are not allowed as indentation',
+  BLOCK_AS_IMPLICIT_KEY: 'a block value cannot be a key',
+  BLOCK_IN_FLOW: 'a block value inside [ ] or { }',
+  MULTIPLE_DOCS: 'more than one YAML document (a "---" line)',
+  MULTIPLE_ANCHORS: 'a value has more than one anchor (&)',
+  MULTIPLE_TAGS: 'a value has more than one tag (!)',
+  ALIAS_PROPS: 'an alias (*) cannot have an anchor or a tag',
+  BAD_PROP_ORDER: 'an anchor or tag is in the wrong place',
+  BAD_DIRECTIVE: 'an unknown % directive',
+  BAD_COLLECTION_TYPE: 'a tag that does not fit its value',
+  KEY_OVER_1024_CHARS: 'a key longer than 1024 characters',
+  RESOURCE_EXHAUSTION: 'too many aliases',
+  UNEXPECTED_TOKEN:
+    'unexpected characters: does a value start with a special character (* & ! | > % @ `) and need quotes?',
+};
+
+/**
+ * The first thing that makes the document unusable: a syntax error, an unknown tag (ruamel, and so Rasa, fails on
+ * it; the YAML library only warns and silently drops the value), or an alias with no anchor (found here, with its
+ * position, rather than by `toJS()` throwing).
+ */
+function yamlProblem(doc: Document): { code: string; offset: number } | undefined {
+  const error = doc.errors[0] ?? doc.warnings.find((warning) => warning.code === 'TAG_RESOLVE_FAILED');
+  if (error) return { code: error.code, offset: error.pos[0] };
+  let unresolved: { code: string; offset: number } | undefined;
+  visit(doc, {
+    Alias(_, alias) {
+      if (alias.resolve(doc) !== undefined) return undefined;
+      unresolved = { code: 'BAD_ALIAS', offset: alias.range?.[0] ?? 0 };
+      return visit.BREAK;
+    },
+  });
+  return unresolved;
+}
+
+/** The dotted key (`event_broker.password`, `event_broker.queues[1]`) whose entry holds `offset`, if any. */
+function keyAt(doc: Document, offset: number): string | undefined {
+  let found: string | undefined;
+  visit(doc, {
+    Pair(_, pair, path) {
+      const start = (pair.key as Node | null)?.range?.[0];
+      const end = (pair.value as Node | null)?.range?.[2] ?? (pair.key as Node | null)?.range?.[2];
+      if (start === undefined || end === undefined || offset < start || offset > end) return;
+      // Parents come before children: the last match is the innermost key.
+      let key = '';
+      const chain = [...path, pair];
+      for (const [i, node] of chain.entries()) {
+        if (isPair(node))
+          key += `${key === '' ? '' : '.'}${isScalar(node.key) ? String(node.key.value) : '?'}`;
+        else if (isSeq(node) && i + 1 < chain.length) key += `[${node.items.indexOf(chain[i + 1] as never)}]`;
+      }
+      // A list item has no key of its own: name it by its index.
+      let value: unknown = pair.value;
+      while (isSeq(value)) {
+        const index = value.items.findIndex((item) => {
+          const range = (item as Node | null)?.range;
+          return range != null && offset >= range[0] && offset <= range[2];
+        });
+        if (index === -1) break;
+        key += `[${index}]`;
+        value = value.items[index];
+      }
+      found = key;
+    },
+  });
+  return found;
 }
 
 /**
  * Rasa expands only scalars its resolver matches (ones containing `${...}`), so `pa$$word` stays literal;
  * within those, `$X` is expanded too. Rasa's resolver sees only plain scalars, so it most likely leaves
  * quoted ones alone (unverified); Parley expands both because `password: "${PW}"` is what users write.
+ * Unset variables are collected in `missing` (variable → the keys using it) rather than thrown one at a time, so
+ * that one run reports every variable still to set.
  */
-function substitute(value: unknown, path: string, env: Env, source: string): unknown {
-  if (Array.isArray(value)) return value.map((item, i) => substitute(item, `${path}[${i}]`, env, source));
+function substitute(value: unknown, path: string, env: Env, missing: Map<string, string[]>): unknown {
+  if (Array.isArray(value)) return value.map((item, i) => substitute(item, `${path}[${i}]`, env, missing));
   if (isMapping(value)) {
     return Object.fromEntries(
-      Object.entries(value).map(([k, v]) => [k, substitute(v, `${path}.${k}`, env, source)]),
+      Object.entries(value).map(([k, v]) => [k, substitute(v, `${path}.${k}`, env, missing)]),
     );
   }
   if (typeof value !== 'string' || !TRIGGER.test(value)) return value;
-  const missing: string[] = [];
   // One pass, like expandvars: a value that itself contains `$` is inserted as is, never re-expanded.
-  const result = value.replace(REFERENCE, (match, ref: string) => {
+  return value.replace(REFERENCE, (match, ref: string) => {
     const name = ref.startsWith('{') ? ref.slice(1, -1) : ref;
     const found = env[name];
     if (found !== undefined) return found;
     // biome-ignore lint/suspicious/noTemplateCurlyInString: shows the empty reference as the user wrote it
-    missing.push(name === '' ? '${}' : name);
+    const shown = name === '' ? '${}' : name;
+    const paths = missing.get(shown) ?? [];
+    if (!paths.includes(path)) paths.push(path);
+    missing.set(shown, paths);
     return match;
   });
-  if (missing.length > 0) {
-    const names = [...new Set(missing)];
-    throw new ConfigError(
-      source,
-      path,
-      `environment variable${names.length > 1 ? 's' : ''} ${names.join(', ')} not set`,
-    );
+}
+
+/**
+ * Every unset variable at once, each with the keys that use it. One key: `event_broker.password: environment
+ * variable PW not set`; several: `environment variables not set: PW (event_broker.password), HOST (…)`.
+ */
+function missingVariables(source: string, missing: ReadonlyMap<string, readonly string[]>): ConfigError {
+  const names = [...missing.keys()];
+  const paths = [...new Set([...missing.values()].flat())];
+  const plural = names.length > 1 ? 's' : '';
+  if (paths.length === 1) {
+    return new ConfigError(source, paths[0], `environment variable${plural} ${names.join(', ')} not set`);
   }
-  return result;
+  const each = names.map((name) => `${name} (${missing.get(name)!.join(', ')})`).join(', ');
+  return new ConfigError(source, undefined, `environment variable${plural} not set: ${each}`);
 }
 
 /** Reads one adapter's keys from {@link BrokerConfig.options}; see {@link readOptions}. */
@@ -191,6 +309,12 @@ export interface OptionReader {
   boolean(key: string, fallback: boolean): boolean;
   /** A list of strings; a single string is a one-item list (Rasa's `queues: one` → ['one']). */
   stringList(key: string): string[] | undefined;
+  /**
+   * One of `values` (exact spelling); anything else is an error listing them, with the closest as a hint:
+   * `expected "python" or "compact", found "pyhton" (did you mean "python"?)`.
+   */
+  oneOf<T extends string>(key: string, values: readonly T[]): T | undefined;
+  oneOf<T extends string>(key: string, values: readonly T[], fallback: T): T;
   /**
    * Finishes reading: keys that were never read are an error listing them (`unknown key "foo" for the
    * amqp broker; known keys: …`), except keys in `warnOnly` (keys Rasa knows but this adapter ignores,
@@ -212,8 +336,8 @@ export type Bounds = { readonly min?: number; readonly max?: number };
 export function readOptions(config: BrokerConfig, adapter: string): OptionReader {
   const section = config.section ?? 'event_broker';
   const read = new Set<string>();
-  const fail = (key: string, expected: string, found: unknown): never => {
-    const shown = SECRET_KEY.test(key) ? '<redacted>' : describe(found);
+  const fail = (key: string, expected: string, found: unknown, hint = ''): never => {
+    const shown = SECRET_KEY.test(key) ? '<redacted>' : `${describe(found)}${hint}`;
     throw new ConfigError(config.source, `${section}.${key}`, `expected ${expected}, found ${shown}`);
   };
   const get = (key: string): unknown => {
@@ -264,13 +388,27 @@ export function readOptions(config: BrokerConfig, adapter: string): OptionReader
         typeof item === 'string' ? item : fail(`${key}[${i}]`, 'a string', item),
       );
     },
+    oneOf: ((key: string, values: readonly string[], fallback?: string) => {
+      const value = get(key);
+      if (value === undefined) return fallback;
+      if (typeof value === 'string' && values.includes(value)) return value;
+      const quoted = values.map((v) => JSON.stringify(v));
+      const expected =
+        quoted.length <= 2
+          ? quoted.join(' or ')
+          : `one of ${quoted.slice(0, -1).join(', ')} or ${quoted.at(-1)}`;
+      return fail(key, expected, value, typeof value === 'string' ? didYouMeanHint(value, values) : '');
+    }) as OptionReader['oneOf'],
     done: (opts) => {
       const warnOnly = opts?.warnOnly ?? {};
       const unread = Object.keys(config.options).filter((key) => !read.has(key));
       const unknown = unread.filter((key) => !Object.hasOwn(warnOnly, key));
       if (unknown.length > 0) {
-        const known = [...new Set([...read, ...Object.keys(warnOnly)])].sort().join(', ') || '(none)';
-        const names = unknown.map((key) => JSON.stringify(key)).join(', ');
+        const knownKeys = [...new Set([...read, ...Object.keys(warnOnly)])].sort();
+        const known = knownKeys.join(', ') || '(none)';
+        const names = unknown
+          .map((key) => `${JSON.stringify(key)}${didYouMeanHint(key, knownKeys)}`)
+          .join(', ');
         const detail = `unknown key${unknown.length > 1 ? 's' : ''} ${names} for the ${adapter} broker`;
         throw new ConfigError(config.source, section, `${detail}; known keys: ${known}`);
       }

@@ -8,6 +8,7 @@ import { TypeSystemPolicy } from '@sinclair/typebox/system';
 import { describeValue, EventValidationError, type ValidationIssue } from '../errors.js';
 import { eventSchemas, legacyEventSchemas, UnknownEventSchema } from './schemas.js';
 import type { AnyEvent, RasaEvent } from './types.js';
+import { hasUnknownMark, unknownEventMark } from './unknown.js';
 
 export interface ParseOptions {
   /** Reject event names Parley does not know, instead of returning them as `UnknownEvent`. Default false. */
@@ -52,7 +53,8 @@ export function isKnownEvent(event: AnyEvent): event is RasaEvent {
 
 /**
  * Validates a decoded value as a Rasa event and returns it typed. Known events are checked against their
- * schema; unknown names are kept as `UnknownEvent` (or rejected with `strict`). Extra keys are never stripped.
+ * schema; unknown names are kept as `UnknownEvent`, a copy with every field and the `unknownEventMark` that lets it
+ * be published (or rejected with `strict`). Extra keys are never stripped.
  * Legacy `form` and `form_validation` events come back as `active_loop` and `loop_interrupted`, as Rasa reads them.
  * @throws EventValidationError naming the path, the expected and the found value.
  */
@@ -61,7 +63,7 @@ export function parseEvent(input: unknown, options?: ParseOptions): AnyEvent;
 export function parseEvent(input: unknown, options?: ParseOptions): AnyEvent {
   const result = checkEvent(input, options?.strict === true);
   if (result instanceof EventValidationError) throw result;
-  return result;
+  return parsed(result);
 }
 
 /** Like `parseEvent`, but returns `{ success, event }` or `{ success: false, error }` instead of throwing. */
@@ -74,7 +76,16 @@ export function safeParseEvent(input: unknown, options?: ParseOptions): ParseRes
   const result = checkEvent(input, options?.strict === true);
   return result instanceof EventValidationError
     ? { success: false, error: result }
-    : { success: true, event: result };
+    : { success: true, event: parsed(result) };
+}
+
+/**
+ * A parsed unknown event is one read from outside (a newer Rasa's), so it gets the mark that lets it be published
+ * again: on a copy, since the input belongs to the caller. Known events are returned as they are.
+ */
+function parsed(event: AnyEvent): AnyEvent {
+  if (isKnownEvent(event) || hasUnknownMark(event)) return event;
+  return { ...event, [unknownEventMark]: true };
 }
 
 /**

@@ -5,6 +5,7 @@
  */
 import type { Static } from '@sinclair/typebox';
 import type * as S from './schemas.js';
+import type { unknownEventMark } from './unknown.js';
 
 /** Event metadata. The tracker adds `model_id` and `assistant_id` to every event it logs. */
 export interface EventMetadata {
@@ -98,12 +99,20 @@ export type EventOf<N extends S.EventName> = Extract<RasaEvent, { event: N }>;
 /**
  * An event whose name Parley does not know (Rasa keeps adding them). Every field is kept as it came. It is not
  * part of the `RasaEvent` union, so that `switch (e.event)` still narrows: use `isKnownEvent()` first.
+ *
+ * Decoded and parsed events get it as they are; a hand-built one needs `unknownEvent({ event: 'name', … })`, so
+ * that an object literal with a misspelt known name (`event: 'usr'`) is a type error rather than an UnknownEvent.
  */
 export interface UnknownEvent {
   event: string;
   timestamp: number;
   metadata?: EventMetadata | null;
   [key: string]: unknown;
+  /**
+   * Set by the decoder, `parseEvent` and `unknownEvent()`: the unknown name is meant, not a typo. Publishing refuses
+   * an unknown name without it (unless `{ allowUnknown: true }`). Build such events with `unknownEvent()`.
+   */
+  readonly [unknownEventMark]: true;
 }
 
 /** What lenient parsing returns: a known event, or an unknown one kept intact. */

@@ -10,14 +10,17 @@
  */
 import { isUtf8 } from 'node:buffer';
 import { describeValue, EventDecodeError, EventValidationError, ParleyError } from '../errors.js';
-import { checkEvent, type ParseOptions } from '../events/parse.js';
+import { checkEvent, isKnownEvent, type ParseOptions } from '../events/parse.js';
+import { eventNames } from '../events/schemas.js';
 import type { AnyEvent, EventEnvelope, RasaEvent } from '../events/types.js';
+import { hasUnknownMark, markUnknown } from '../events/unknown.js';
+import { didYouMeanHint } from '../suggest.js';
 import {
-  dumpsPython,
+  encodePython,
   type FloatHints,
   JsonSyntaxError,
+  type PythonEncodeOptions,
   parseJsonNoting,
-  scanNumberShape,
 } from './python-json.js';
 
 /** `compact` is standard JSON (the fast default); `python` is byte-identical to Rasa's `json.dumps`. */
@@ -28,8 +31,16 @@ export interface EncodeOptions {
   readonly format?: WireFormat;
   /** Validate the event before encoding (default true): an invalid event is never published. */
   readonly validate?: boolean;
-  /** Also reject event names Parley does not know. Default false. */
+  /**
+   * Reject every event name Parley does not know, decoded ones included. Default false: unknown names are
+   * encoded when the event carries `unknownEventMark` (decoded, parsed, or built with `unknownEvent()`).
+   */
   readonly strict?: boolean;
+  /**
+   * Also encode an unknown event name without `unknownEventMark` (a hand-built object, or an edited copy that lost
+   * it). Default false: such a name is most likely a typo of a known one, and is refused.
+   */
+  readonly allowUnknown?: boolean;
 }
 
 export interface DecodeOptions extends ParseOptions {}
@@ -91,45 +102,85 @@ const floatHints = new Map<string, FloatHints>(
   }),
 );
 
-/** Encodes an envelope to UTF-8 bytes. @throws EventValidationError when the event is invalid. */
+/**
+ * Encodes an envelope to UTF-8 bytes.
+ * @throws EventValidationError when the event is invalid, or has an unknown name without `unknownEventMark` (and
+ *         no `allowUnknown`).
+ */
 export function encodeEvent(envelope: EventEnvelope<AnyEvent>, options?: EncodeOptions): Uint8Array {
-  return Buffer.from(stringifyEvent(envelope, options), 'utf8');
+  const python = pythonOptions(envelope, options);
+  return python === undefined
+    ? Buffer.from(JSON.stringify(envelope), 'utf8')
+    : encodePython(envelope, python, true);
 }
 
 /** Encodes an envelope to a string, for transports whose bodies are text (SQS, Redis). */
 export function stringifyEvent(envelope: EventEnvelope<AnyEvent>, options?: EncodeOptions): string {
-  if (options?.validate !== false) assertEnvelope(envelope, options?.strict === true);
+  const python = pythonOptions(envelope, options);
+  return python === undefined ? JSON.stringify(envelope) : encodePython(envelope, python, false);
+}
+
+/** Validates (unless told not to), then tells how to write the envelope as Python would, or undefined for JSON.stringify. */
+function pythonOptions(
+  envelope: EventEnvelope<AnyEvent>,
+  options: EncodeOptions | undefined,
+): PythonEncodeOptions | undefined {
+  if (options?.validate !== false)
+    assertEnvelope(envelope, options?.strict === true, options?.allowUnknown === true);
   if (options?.format === 'python') {
+    // A decoded envelope: its source text says which integral numbers were floats, when one needs saying.
     const source = SourceText.of(envelope);
-    if (source !== undefined) return dumpsPython(envelope, { shape: scanNumberShape(source) });
-    return dumpsPython(envelope, { floats: floatHints.get(envelope.event) ?? baseFloats });
+    if (source !== undefined) return { source };
+    return { floats: floatHints.get(envelope.event) ?? baseFloats };
   }
   // JSON.stringify would turn Python's NaN and Infinity into null. A decoded event can hold them (Rasa may write
   // them), so one whose source had such a token keeps them, as Python writes them: Rasa's consumers and Parley read
   // them.
-  if (SourceText.hasPythonTokens(envelope)) {
-    return dumpsPython(envelope, { shape: scanNumberShape(SourceText.of(envelope) ?? '') });
-  }
-  return JSON.stringify(envelope);
+  if (SourceText.hasPythonTokens(envelope)) return { source: SourceText.of(envelope) ?? '' };
+  return undefined;
 }
 
-function assertEnvelope(envelope: EventEnvelope<AnyEvent>, strict: boolean): void {
+function assertEnvelope(envelope: EventEnvelope<AnyEvent>, strict: boolean, allowUnknown: boolean): void {
   const senderId = (envelope as { sender_id?: unknown } | null)?.sender_id;
-  if (typeof senderId !== 'string') {
-    const name = (envelope as { event?: unknown } | null)?.event;
-    throw new EventValidationError(typeof name === 'string' ? name : undefined, [
-      { path: 'sender_id', expected: 'a string (the conversation id)', found: describeValue(senderId) },
-    ]);
-  }
+  if (typeof senderId !== 'string') throw senderIdError(envelope, senderId);
   const event = checkEvent(envelope, strict);
   if (event instanceof ParleyError) throw event;
+  if (!allowUnknown && !isKnownEvent(event) && !hasUnknownMark(envelope)) throw unmarkedUnknown(event.event);
+}
+
+/** The same error for an envelope without a string `sender_id`, encoded or decoded. */
+function senderIdError(envelope: unknown, senderId: unknown): EventValidationError {
+  const name = (envelope as { event?: unknown } | null)?.event;
+  return new EventValidationError(typeof name === 'string' ? name : undefined, [
+    { path: 'sender_id', expected: 'a string (the conversation id)', found: describeValue(senderId) },
+  ]);
+}
+
+/** A hand-built event whose name Parley does not know: most likely a typo, said with the nearest known name. */
+function unmarkedUnknown(name: string): EventValidationError {
+  return new EventValidationError(
+    name,
+    [
+      {
+        path: 'event',
+        expected: 'a known event name',
+        found: `${JSON.stringify(name)}${didYouMeanHint(name, eventNames)}`,
+      },
+    ],
+    {
+      hint:
+        `to send an event name Parley does not know, build it with unknownEvent({ event: ${JSON.stringify(name)}, … }) ` +
+        'or pass { allowUnknown: true }',
+    },
+  );
 }
 
 /**
  * Decodes bytes (or a string) into a validated envelope. Accepts everything Rasa can write, including Python's
  * NaN and Infinity.
- * @throws EventDecodeError for bytes that are not a JSON object with a string `sender_id`;
- *         EventValidationError for an event that does not match its schema.
+ * @throws EventDecodeError (`EVENT_UNDECODABLE`) for bytes that are not UTF-8 JSON; EventValidationError
+ *         (`EVENT_INVALID`) for JSON that is not a valid envelope: not an object, no string `sender_id`, or an
+ *         event that does not match its schema.
  */
 export function decodeEvent(
   input: Uint8Array | string,
@@ -181,17 +232,19 @@ function decode(
     const why = error instanceof JsonSyntaxError ? error.message : String(error);
     return new EventDecodeError(`payload is not JSON: ${why}`, { cause: error });
   }
+  // From here on the payload is JSON: what is wrong with it is a schema failure (EVENT_INVALID, dead-lettered as
+  // `invalid`), the missing `sender_id` included; only bytes that are not UTF-8 JSON are EVENT_UNDECODABLE.
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    return new EventDecodeError(
-      `payload: expected a JSON object (an event envelope), found ${describeValue(value)}`,
-    );
+    return new EventValidationError(undefined, [
+      { path: '', expected: 'a JSON object (an event envelope)', found: describeValue(value) },
+    ]);
   }
   const senderId = (value as { sender_id?: unknown }).sender_id;
-  if (typeof senderId !== 'string') {
-    return new EventDecodeError(`payload.sender_id: expected a string, found ${describeValue(senderId)}`);
-  }
+  if (typeof senderId !== 'string') return senderIdError(value, senderId);
   const event = checkEvent(value, strict);
   if (event instanceof ParleyError) return event;
+  // Read from the wire, an unknown name is a newer Rasa's event, not a typo: it may be published again as it is.
+  if (!isKnownEvent(event)) markUnknown(event);
   SourceText.attach(event, text, pythonTokens);
   return event as EventEnvelope<AnyEvent>;
 }

@@ -121,12 +121,22 @@ function decodeString(text: string, start: number, end: number): string {
 }
 
 /**
- * Whether a plain decimal's fraction digits are all zero. With at most 15 digits this decides integrality
- * exactly (15 significant digits survive a round trip through a double), sparing the slice and Number().
+ * Whether a plain decimal (no exponent; `dot` is the offset of its '.') is an integral double. An all-zero
+ * fraction is; a non-zero one is not while there are at most 15 digits (15 significant digits survive a round
+ * trip through a double). A longer one may round to an integer (`1.00000000000000001`), but not if its first
+ * non-zero fraction digit, at fraction position z + 1, is 1..8: then the fraction is at least 10^-(z+1) from
+ * any integer, while half an ulp of a value with nI integer digits is below 10^nI * 1.2e-16, which is smaller
+ * whenever nI + z + 1 <= 15. That spares the slice and Number() for timestamps and confidences, which are long.
  */
-function zeroFraction(text: string, from: number, to: number): boolean {
-  while (from < to && text.charCodeAt(from) === 0x30) from++;
-  return from === to;
+function integralDecimal(text: string, start: number, dot: number, end: number): boolean {
+  let f = dot + 1;
+  while (f < end && text.charCodeAt(f) === 0x30) f++;
+  if (f === end) return true;
+  if (end - start <= 16) return false;
+  const intStart = text.charCodeAt(start) === 0x2d ? start + 1 : start;
+  const intDigits = text.charCodeAt(intStart) === 0x30 ? 0 : dot - intStart;
+  if (text.charCodeAt(f) !== 0x39 && intDigits + (f - dot) <= 15) return false;
+  return Number.isInteger(Number(text.slice(start, end)));
 }
 
 function isIndexKey(key: string): boolean {
@@ -202,9 +212,7 @@ export function scanNumberShape(text: string): NumberShape | undefined {
         // '-' alone (from -Infinity) is too short to get here; 15 digits are always safe.
         if (i - s > 15 && !Number.isSafeInteger(Number(text.slice(s, i))))
           shape = { kind: 'raw', raw: text.slice(s, i) };
-      } else if (
-        exp || i - s > 16 ? Number.isInteger(Number(text.slice(s, i))) : zeroFraction(text, dot + 1, i)
-      ) {
+      } else if (exp ? Number.isInteger(Number(text.slice(s, i))) : integralDecimal(text, s, dot, i)) {
         shape = FLOAT;
       }
       if (shape !== undefined) {
@@ -470,20 +478,69 @@ export function parseJsonNoting(text: string): { value: unknown; pythonTokens: b
 
 // ---------------------------------------------------------------------------------------------------------
 // Encoding
+//
+// json.dumps output is pure ASCII (ensure_ascii), so the encoder writes bytes straight into a reused buffer, one
+// byte per character. Building the text by concatenation instead made a rope of a few hundred pieces per event,
+// and flattening that into bytes cost as much as the walk itself (a third of `encodeEvent`, profiled).
 
 const MAX_ENCODE_DEPTH = 1000; // Python's own recursion limit: deeper values cannot come from Rasa anyway.
+/** What json.dumps escapes: control characters, `"`, `\` and everything past `~` (ensure_ascii). */
 const NEEDS_ESCAPE = /[\x00-\x1f"\\\x7f-\uffff]/;
 const IDENTIFIER = /^[A-Za-z_$][\w$]*$/;
-const HEX = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, '0'));
-const ESCAPE: (string | undefined)[] = [];
-for (let c = 0; c < 0x20; c++) ESCAPE[c] = '\\u00' + HEX[c];
-for (const c of '\b\t\n\f\r"\\') ESCAPE[c.charCodeAt(0)] = JSON.stringify(c).slice(1, -1);
-ESCAPE[0x7f] = '\\u007f';
-/** Quoted keys: events repeat the same few dozen, and a lookup beats the escape test. */
-const quotedKeys = new Map<string, string>();
+/** From this length on, a string without escapes is copied by `Buffer#write`: below it, the call costs more. */
+const NATIVE_COPY_MIN = 32;
+const HEX_DIGITS = Uint8Array.from('0123456789abcdef', (c) => c.charCodeAt(0));
+/** For the characters json.dumps writes as `\b`, `\t`, `\n`, `\f`, `\r`, `\"`, `\\`: the letter after `\`. */
+const SHORT_ESCAPES = new Uint8Array(0x80);
+for (const e of ['b\b', 't\t', 'n\n', 'f\f', 'r\r', '""', '\\\\'])
+  SHORT_ESCAPES[e.charCodeAt(1)] = e.charCodeAt(0);
+/**
+ * The writer's slab, as Node's Buffer pool: a result of up to half of it is returned as a view into it (no copy),
+ * and the next one is written after it. Larger ones are copied out, so that a small slab never pins a big one.
+ */
+const SLAB = 8 * 1024;
+const POOLED_MAX = SLAB >>> 1;
+/** A fresh slab is taken when less than this is left: most events fit, so few get copied over mid-way. */
+const SLAB_MIN_FREE = 1024;
+const NO_SLAB = Buffer.alloc(0);
 
 type Hint = FloatHints | true | undefined;
 type Node = Extract<NumberShape, { kind: 'node' }>;
+
+/**
+ * The shape of a value decoded from a source text, still to be found out. Scanning the source for it costs about
+ * as much as encoding, and only two things need it:
+ *
+ * - an integral number: int or float in the source, or an unsafe integer's digits? Rather than scanning, the
+ *   encoder reads the token at the same offset in the source, where it is when the source is what the encoder is
+ *   writing (an unchanged event that Python wrote). That is a guess, recorded; at the end, an output equal to the
+ *   source proves every guess right (see `confirmGuesses`), else the source is scanned and each guess checked;
+ * - an object whose first own key is integer-like (JS moved such keys first: where were they in the source?):
+ *   the source is scanned then, once.
+ *
+ * Most Rasa events hold neither, and the rest are mostly re-encoded unchanged: few get scanned.
+ */
+const PENDING: Node = { kind: 'node', children: new Map() };
+
+/** Options of the codec's python encoder: {@link PythonDumpOptions}, or the source text to consult on demand. */
+export interface PythonEncodeOptions extends PythonDumpOptions {
+  /**
+   * The text `value` was decoded from, consulted only if the value holds something plain JS cannot tell (see
+   * PENDING). Takes the place of `shape`.
+   */
+  readonly source?: string;
+}
+
+/** A number whose shape was read at its offset in the source rather than scanned for. */
+interface Guess {
+  /** Where its text is in the output, relative to the output's start. */
+  readonly start: number;
+  readonly end: number;
+  readonly value: number;
+  readonly hint: Hint;
+  /** Its path from the root, to look its shape up if the guess is to be checked. */
+  readonly path: readonly (string | number)[];
+}
 
 class EncodeError extends Error {
   /** Innermost segment first: each container appends its own while the error unwinds. */
@@ -496,47 +553,54 @@ class EncodeError extends Error {
   }
 }
 
-function quoteSlow(s: string): string {
-  let out = '"';
-  let last = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    let e: string | undefined;
-    if (c < 0x80) {
-      e = ESCAPE[c];
-      if (e === undefined) continue;
-    } else {
-      e = '\\u' + HEX[c >> 8] + HEX[c & 0xff];
-    }
-    if (i > last) out += s.slice(last, i);
-    out += e;
-    last = i + 1;
-  }
-  return out + s.slice(last) + '"';
+/** `v.toJSON(key)` where `v` has one, as JSON.stringify does; else `v`. */
+function viaToJSON(v: unknown, key: string): unknown {
+  return typeof v === 'object' && v !== null && typeof (v as { toJSON?: unknown }).toJSON === 'function'
+    ? (v as { toJSON(key: string): unknown }).toJSON(key)
+    : v;
 }
 
-function quote(s: string): string {
-  return NEEDS_ESCAPE.test(s) ? quoteSlow(s) : '"' + s + '"';
+/**
+ * Whether a number needs its shape: an integral one may have been a float or an unsafe integer in the source, and
+ * an infinite one an integer too long for a double (`1e400` written out). Any other number prints as a Python
+ * float whatever the shape says.
+ */
+function needsShape(v: number): boolean {
+  return Number.isInteger(v) || Math.abs(v) === Number.POSITIVE_INFINITY;
 }
 
-function quoteKey(k: string): string {
-  let q = quotedKeys.get(k);
-  if (q === undefined) {
-    q = quote(k);
-    if (quotedKeys.size >= 2048) quotedKeys.clear();
-    if (k.length <= 64) quotedKeys.set(k, q);
-  }
-  return q;
-}
-
-function encodeNumber(v: number, shape: NumberShape | undefined, hint: Hint): string {
-  if (shape !== undefined) {
-    if (shape.kind === 'float') return pythonFloatRepr(v);
-    if (shape.kind === 'raw' && Number(shape.raw) === v) return shape.raw;
-  }
+/** How Python prints number `v`, given what its shape and the float hints say about it. */
+function numberText(v: number, shape: NumberShape | undefined, hint: Hint): string {
+  if (shape?.kind === 'float') return pythonFloatRepr(v);
+  if (shape?.kind === 'raw' && Number(shape.raw) === v) return shape.raw;
   if (hint === true || !Number.isInteger(v)) return pythonFloatRepr(v);
   // Python ints never use exponent notation; String(-0) is '0', which is what a Python int prints.
   return v > -1e21 && v < 1e21 ? String(v) : BigInt(v).toString();
+}
+
+/**
+ * The shape the number token at `at` in `text` gives, if it is one: what scanNumberShape would record for it
+ * (FLOAT for a float token, the digits of an unsafe integer), assuming the value there is integral.
+ */
+function tokenShape(text: string, at: number): NumberShape | undefined {
+  let i = text.charCodeAt(at) === 0x2d ? at + 1 : at;
+  let float = false;
+  for (; i < text.length; i++) {
+    const d = text.charCodeAt(i);
+    if (d >= 0x30 && d <= 0x39) continue;
+    if (d === 0x2e || d === 0x65 || d === 0x45) float = true;
+    else if (d !== 0x2b && d !== 0x2d) break;
+  }
+  if (float) return FLOAT;
+  // As in scanNumberShape: 15 digits are always safe.
+  if (i - at > 15 && !Number.isSafeInteger(Number(text.slice(at, i))))
+    return { kind: 'raw', raw: text.slice(at, i) };
+  return undefined;
+}
+
+function hasEnumerable(o: object): boolean {
+  for (const _ in o) return true;
+  return false;
 }
 
 function orderKeys(source: readonly string[], own: string[]): string[] {
@@ -553,99 +617,340 @@ function orderKeys(source: readonly string[], own: string[]): string[] {
   return out;
 }
 
-function encode(
-  v: unknown,
-  key: string | number,
-  shape: NumberShape | undefined,
-  hint: Hint,
-  stack: object[],
-): string | undefined {
-  if (typeof v === 'object' && v !== null && typeof (v as { toJSON?: unknown }).toJSON === 'function') {
-    v = (v as { toJSON(key: string): unknown }).toJSON(String(key));
-  }
-  switch (typeof v) {
-    case 'string':
-      return quote(v);
-    case 'number':
-      return encodeNumber(v, shape, hint);
-    case 'boolean':
-      return v ? 'true' : 'false';
-    case 'undefined':
-      return undefined;
-    case 'object': {
-      if (v === null) return 'null';
-      if (stack.includes(v)) throw new EncodeError('circular structure');
-      if (stack.length >= MAX_ENCODE_DEPTH)
-        throw new EncodeError(`nesting deeper than ${MAX_ENCODE_DEPTH}`, true);
-      stack.push(v);
-      const node = shape?.kind === 'node' ? shape : undefined;
-      const hints = typeof hint === 'object' ? hint : undefined;
-      const out = Array.isArray(v) ? encodeArray(v, node, hints, stack) : encodeObject(v, node, hints, stack);
-      stack.pop();
-      return out;
+/** Copies `s` into `b` at `p` with json.dumps' escapes; returns the end. `b` must have room for `6 * s.length`. */
+function writeChars(b: Buffer, p: number, s: string): number {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0x20 && c < 0x7f && c !== 0x22 && c !== 0x5c) {
+      b[p++] = c;
+      continue;
     }
-    default:
-      throw new EncodeError(`cannot encode a ${typeof v}`);
+    b[p++] = 0x5c;
+    const e = c < 0x80 ? SHORT_ESCAPES[c]! : 0;
+    if (e !== 0) {
+      b[p++] = e;
+    } else {
+      // \uXXXX with lowercase hex, as Python writes it; surrogates (paired or lone) one code unit at a time.
+      b[p++] = 0x75;
+      b[p++] = HEX_DIGITS[c >> 12]!;
+      b[p++] = HEX_DIGITS[(c >> 8) & 15]!;
+      b[p++] = HEX_DIGITS[(c >> 4) & 15]!;
+      b[p++] = HEX_DIGITS[c & 15]!;
+    }
   }
+  return p;
 }
 
-function encodeArray(
-  a: unknown[],
-  node: Node | undefined,
-  hints: FloatHints | undefined,
-  stack: object[],
-): string {
-  if (a.length === 0) return '[]';
-  let out = '[';
-  let i = 0;
-  try {
-    for (; i < a.length; i++) {
-      if (i > 0) out += ', ';
-      out +=
-        encode(
-          a[i],
-          i,
-          node?.children.get(i),
+/** One encoding in progress: the output bytes so far, and what the walk needs to know about where it is. */
+class Writer {
+  buf = Buffer.allocUnsafeSlow(SLAB);
+  /** Where the current output starts in `buf`; everything before it may belong to earlier results. */
+  start = 0;
+  pos = 0;
+  /** The containers being written, outermost first: for cycle detection and the depth limit. */
+  readonly stack: object[] = [];
+  /** `path[d]`: the key or index leading from the container at depth d to the one at depth d + 1. */
+  readonly path: (string | number)[] = [];
+  /** The source text of the value (its shape is PENDING), or undefined. */
+  source: string | undefined = undefined;
+  /** Whether `source` has been scanned; `root` is then its shape. */
+  scanned = false;
+  root: NumberShape | undefined = undefined;
+  /** Numbers whose shape was guessed, in output order (see PENDING). */
+  readonly guesses: Guess[] = [];
+  /** Object.prototype has no enumerable property, so for-in lists a plain object's own keys only. */
+  forIn = true;
+
+  /** Starts an output, after the previous one (8-byte aligned, as Node's pool does) or in a fresh slab. */
+  begin(): void {
+    const p = (this.pos + 7) & ~7;
+    if (p + SLAB_MIN_FREE > this.buf.length) {
+      this.buf = Buffer.allocUnsafeSlow(SLAB);
+      this.start = this.pos = 0;
+    } else {
+      this.start = this.pos = p;
+    }
+  }
+
+  /** Forgets the walk's state; the output is dealt with by the caller. */
+  clear(): void {
+    // Only a throw leaves containers on the stack; stale `path` entries are never read (they are set first).
+    if (this.stack.length !== 0) this.stack.length = 0;
+    if (this.guesses.length !== 0) this.guesses.length = 0;
+    this.source = undefined;
+    this.scanned = false;
+    this.root = undefined;
+    // A slab grown for one large value is not kept: the next output starts in a fresh one of the usual size.
+    if (this.buf.length > SLAB) {
+      this.buf = NO_SLAB;
+      this.start = this.pos = 0;
+    }
+  }
+
+  /** Makes room for `n` more bytes, moving the current output to a larger slab if need be. */
+  ensure(n: number): void {
+    if (this.pos + n > this.buf.length) {
+      const used = this.pos - this.start;
+      const next = Buffer.allocUnsafeSlow(Math.max(SLAB, 2 * (used + n)));
+      this.buf.copy(next, 0, this.start, this.pos);
+      this.buf = next;
+      this.start = 0;
+      this.pos = used;
+    }
+  }
+
+  /** The node at `path[0..depth)` of the source's shape, scanning the source first if need be. */
+  resolve(depth: number): Node | undefined {
+    const s = this.shapeAt(depth);
+    return s?.kind === 'node' ? s : undefined;
+  }
+
+  /** The shape at `path[0..depth)` of the source's shape, scanning the source first if need be. */
+  shapeAt(depth: number, path: readonly (string | number)[] = this.path): NumberShape | undefined {
+    if (!this.scanned) {
+      this.root = scanNumberShape(this.source ?? '');
+      this.scanned = true;
+    }
+    let s = this.root;
+    for (let d = 0; d < depth && s !== undefined; d++) {
+      s = s.kind === 'node' ? s.children.get(path[d]!) : undefined;
+    }
+    return s;
+  }
+
+  /**
+   * Makes sure every guessed shape was right. An output equal to the source proves them all right: the output has
+   * no duplicate key (an object's own keys are distinct), so neither has the source, whose value at each guessed
+   * path is then the token at the guess's offset, which is the very text written there. A float token there is
+   * one the scan records as a float (its value, the number's, is integral), and digits are recorded as raw by
+   * the same rule as tokenShape's. Otherwise the source is scanned, each guess checked, and a number printed wrong
+   * is rewritten in place (an event edited in place, another writer's spacing, a duplicate key).
+   */
+  confirmGuesses(): void {
+    const written = this.buf.toString('latin1', this.start, this.pos);
+    if (written === this.source) return;
+    let output = '';
+    let last = 0;
+    for (const g of this.guesses) {
+      const want = numberText(g.value, this.shapeAt(g.path.length, g.path), g.hint);
+      if (written.slice(g.start, g.end) === want) continue;
+      output += written.slice(last, g.start) + want;
+      last = g.end;
+    }
+    if (last === 0) return;
+    output += written.slice(last);
+    this.pos = this.start;
+    this.ensure(output.length);
+    this.pos += this.buf.write(output, this.pos, 'latin1');
+  }
+
+  /** Writes `v` (already through toJSON, and not undefined). */
+  value(v: unknown, shape: NumberShape | undefined, hint: Hint): void {
+    switch (typeof v) {
+      case 'string':
+        this.string(v);
+        return;
+      case 'number':
+        this.number(v, shape, hint);
+        return;
+      case 'boolean':
+        this.ascii(v ? 'true' : 'false');
+        return;
+      case 'object':
+        if (v === null) this.ascii('null');
+        else this.container(v, shape, hint);
+        return;
+      default:
+        throw new EncodeError(`cannot encode a ${typeof v}`);
+    }
+  }
+
+  /** Writes text known to be printable ASCII with nothing to escape (numbers, literals). */
+  ascii(s: string): void {
+    const n = s.length;
+    this.ensure(n);
+    const b = this.buf;
+    let p = this.pos;
+    for (let i = 0; i < n; i++) b[p++] = s.charCodeAt(i);
+    this.pos = p;
+  }
+
+  string(s: string): void {
+    this.ensure(6 * s.length + 2);
+    const b = this.buf;
+    let p = this.pos;
+    b[p++] = 0x22;
+    if (s.length >= NATIVE_COPY_MIN && !NEEDS_ESCAPE.test(s)) p += b.write(s, p, 'latin1');
+    else p = writeChars(b, p, s);
+    b[p++] = 0x22;
+    this.pos = p;
+  }
+
+  /** Writes `, ` (unless `first`), then the quoted key and `: `. */
+  key(k: string, first: boolean): void {
+    this.ensure(6 * k.length + 6);
+    const b = this.buf;
+    let p = this.pos;
+    if (!first) {
+      b[p++] = 0x2c;
+      b[p++] = 0x20;
+    }
+    b[p++] = 0x22;
+    p = writeChars(b, p, k);
+    b[p++] = 0x22;
+    b[p++] = 0x3a;
+    b[p++] = 0x20;
+    this.pos = p;
+  }
+
+  number(v: number, shape: NumberShape | undefined, hint: Hint): void {
+    if (shape !== PENDING || !needsShape(v)) {
+      this.ascii(numberText(v, shape === PENDING ? undefined : shape, hint));
+      return;
+    }
+    const depth = this.stack.length;
+    if (this.scanned) {
+      this.ascii(numberText(v, this.shapeAt(depth), hint));
+      return;
+    }
+    const start = this.pos - this.start;
+    this.ascii(numberText(v, tokenShape(this.source ?? '', start), hint));
+    this.guesses.push({ start, end: this.pos - this.start, value: v, hint, path: this.path.slice(0, depth) });
+  }
+
+  container(v: object, shape: NumberShape | undefined, hint: Hint): void {
+    const stack = this.stack;
+    if (stack.includes(v)) throw new EncodeError('circular structure');
+    const depth = stack.length;
+    if (depth >= MAX_ENCODE_DEPTH) throw new EncodeError(`nesting deeper than ${MAX_ENCODE_DEPTH}`, true);
+    stack.push(v);
+    const node = shape?.kind === 'node' ? shape : undefined;
+    const hints = typeof hint === 'object' ? hint : undefined;
+    if (Array.isArray(v)) this.array(v, node, hints, depth);
+    else this.object(v, node, hints, depth);
+    stack.pop();
+  }
+
+  array(a: unknown[], node: Node | undefined, hints: FloatHints | undefined, depth: number): void {
+    this.ensure(1);
+    this.buf[this.pos++] = 0x5b;
+    let i = 0;
+    try {
+      for (; i < a.length; i++) {
+        if (i > 0) this.ascii(', ');
+        const c = viaToJSON(a[i], String(i));
+        if (c === undefined) {
+          this.ascii('null');
+          continue;
+        }
+        // Under PENDING, children are PENDING too, and the path to them is kept for looking their shape up.
+        if (node === PENDING) this.path[depth] = i;
+        this.value(
+          c,
+          node === PENDING ? PENDING : node?.children.get(i),
           hints === undefined ? undefined : (hints[i] ?? hints['*']),
-          stack,
-        ) ?? 'null';
+        );
+      }
+    } catch (e) {
+      if (e instanceof EncodeError) e.path.push(i);
+      throw e;
     }
-  } catch (e) {
-    if (e instanceof EncodeError) e.path.push(i);
-    throw e;
+    this.ensure(1);
+    this.buf[this.pos++] = 0x5d;
   }
-  return out + ']';
-}
 
-function encodeObject(
-  o: object,
-  node: Node | undefined,
-  hints: FloatHints | undefined,
-  stack: object[],
-): string {
-  const keys = node?.keys === undefined ? Object.keys(o) : orderKeys(node.keys, Object.keys(o));
-  let out = '{';
-  let k = '';
-  try {
-    for (let j = 0; j < keys.length; j++) {
-      k = keys[j]!;
-      const child = (o as Record<string, unknown>)[k];
-      const s = encode(
-        child,
-        k,
-        node?.children.get(k),
-        hints === undefined ? undefined : (hints[k] ?? hints['*']),
-        stack,
-      );
-      if (s === undefined) continue;
-      if (out.length > 1) out += ', ';
-      out += quoteKey(k) + ': ' + s;
+  object(o: object, node: Node | undefined, hints: FloatHints | undefined, depth: number): void {
+    // for-in reads each property through V8's enum cache, several times faster than `o[k]` over Object.keys(o)
+    // (a fifth of the walk, profiled). It lists the same keys in the same order when nothing is inherited: for
+    // an object whose prototype is Object.prototype (or null) while that has no enumerable property.
+    const proto = Object.getPrototypeOf(o);
+    if (node?.keys !== undefined || !this.forIn || (proto !== Object.prototype && proto !== null)) {
+      this.objectByKeys(o, node, hints, depth);
+      return;
     }
-  } catch (e) {
-    if (e instanceof EncodeError) e.path.push(k);
-    throw e;
+    const start = this.pos;
+    this.ensure(1);
+    this.buf[this.pos++] = 0x7b;
+    // Under PENDING, the first key decides whether the source order must be looked up (see objectByKeys).
+    let checkOrder = node === PENDING;
+    let first = true;
+    let k = '';
+    try {
+      for (k in o) {
+        if (checkOrder) {
+          checkOrder = false;
+          const d = k.charCodeAt(0);
+          if (d >= 0x30 && d <= 0x39) {
+            node = this.resolve(depth);
+            if (node?.keys !== undefined) break;
+          }
+        }
+        const c = viaToJSON((o as Record<string, unknown>)[k], k);
+        if (c === undefined) continue;
+        this.member(k, c, first, node, hints, depth);
+        first = false;
+      }
+    } catch (e) {
+      if (e instanceof EncodeError) e.path.push(k);
+      throw e;
+    }
+    if (node?.keys !== undefined) {
+      // The source had its keys in another order: start this object again in that order.
+      this.pos = start;
+      this.objectByKeys(o, node, hints, depth);
+      return;
+    }
+    this.ensure(1);
+    this.buf[this.pos++] = 0x7d;
   }
-  return out + '}';
+
+  /** `object` over Object.keys(o), in source order where the shape records one. */
+  objectByKeys(o: object, node: Node | undefined, hints: FloatHints | undefined, depth: number): void {
+    let keys = Object.keys(o);
+    // JS lists integer-like keys first, so only an object whose first key starts with a digit can have had
+    // them elsewhere in the source. Without one, own-key order is insertion order, as in a Python dict.
+    if (node === PENDING && keys.length > 0) {
+      const d = keys[0]!.charCodeAt(0);
+      if (d >= 0x30 && d <= 0x39) node = this.resolve(depth);
+    }
+    if (node?.keys !== undefined) keys = orderKeys(node.keys, keys);
+    this.ensure(1);
+    this.buf[this.pos++] = 0x7b;
+    let first = true;
+    let k = '';
+    try {
+      for (let j = 0; j < keys.length; j++) {
+        k = keys[j]!;
+        const c = viaToJSON((o as Record<string, unknown>)[k], k);
+        if (c === undefined) continue;
+        this.member(k, c, first, node, hints, depth);
+        first = false;
+      }
+    } catch (e) {
+      if (e instanceof EncodeError) e.path.push(k);
+      throw e;
+    }
+    this.ensure(1);
+    this.buf[this.pos++] = 0x7d;
+  }
+
+  /** Writes one member `k: c` of an object whose shape is `node` (resolved already if `c` needs it). */
+  member(
+    k: string,
+    c: unknown,
+    first: boolean,
+    node: Node | undefined,
+    hints: FloatHints | undefined,
+    depth: number,
+  ): void {
+    this.key(k, first);
+    if (node === PENDING) this.path[depth] = k;
+    this.value(
+      c,
+      node === PENDING ? PENDING : node?.children.get(k),
+      hints === undefined ? undefined : (hints[k] ?? hints['*']),
+    );
+  }
 }
 
 function formatPath(path: readonly (string | number)[]): string {
@@ -657,6 +962,52 @@ function formatPath(path: readonly (string | number)[]): string {
   return s;
 }
 
+/** Kept between calls; a nested call (from a toJSON) finds it taken and makes its own. */
+let spare: Writer | undefined;
+
+function run<T>(value: unknown, options: PythonEncodeOptions | undefined, finish: (w: Writer) => T): T {
+  const w = spare ?? new Writer();
+  spare = undefined;
+  w.begin();
+  try {
+    w.forIn = !hasEnumerable(Object.prototype);
+    const v = viaToJSON(value, '');
+    if (v === undefined) throw new EncodeError('cannot encode undefined');
+    let shape = options?.shape;
+    if (options?.source !== undefined) {
+      w.source = options.source;
+      shape = PENDING;
+    }
+    w.value(v, shape, options?.floats);
+    if (w.guesses.length !== 0) w.confirmGuesses();
+    return finish(w);
+  } catch (e) {
+    w.pos = w.start;
+    if (!(e instanceof EncodeError)) throw e;
+    const message = `${e.reason} at ${formatPath(e.path)}`;
+    throw e.range ? new RangeError(message) : new TypeError(message);
+  } finally {
+    w.clear();
+    spare = w;
+  }
+}
+
+/** The output as a string; its bytes are free for the next output. */
+function toText(w: Writer): string {
+  const text = w.buf.toString('latin1', w.start, w.pos);
+  w.pos = w.start;
+  return text;
+}
+
+/** The output as bytes: a view into the slab, or a copy of its own if large (or written in a grown slab). */
+function toBytes(w: Writer): Buffer {
+  if (w.pos - w.start <= POOLED_MAX && w.buf.length === SLAB) return w.buf.subarray(w.start, w.pos);
+  const out = Buffer.allocUnsafe(w.pos - w.start);
+  w.buf.copy(out, 0, w.start, w.pos);
+  w.pos = w.start;
+  return out;
+}
+
 /**
  * Python `json.dumps(value)` with default settings, byte for byte. Integral numbers print as Python ints
  * unless `options` marks them as floats; `undefined` properties are skipped and `toJSON` is honoured, as in
@@ -666,14 +1017,16 @@ function formatPath(path: readonly (string | number)[]): string {
  *   message names the path, e.g. `$.a[0]`); RangeError for nesting deeper than 1000.
  */
 export function dumpsPython(value: unknown, options?: PythonDumpOptions): string {
-  let out: string | undefined;
-  try {
-    out = encode(value, '', options?.shape, options?.floats, []);
-  } catch (e) {
-    if (!(e instanceof EncodeError)) throw e;
-    const message = `${e.reason} at ${formatPath(e.path)}`;
-    throw e.range ? new RangeError(message) : new TypeError(message);
-  }
-  if (out === undefined) throw new TypeError('cannot encode undefined at $');
-  return out;
+  return run(value, options, toText);
+}
+
+/**
+ * {@link dumpsPython} for the codec: also takes the source text to scan on demand, and `bytes` returns the
+ * UTF-8 (here: ASCII) bytes without making a string first.
+ * @internal
+ */
+export function encodePython(value: unknown, options: PythonEncodeOptions, bytes: true): Buffer;
+export function encodePython(value: unknown, options: PythonEncodeOptions, bytes: false): string;
+export function encodePython(value: unknown, options: PythonEncodeOptions, bytes: boolean): Buffer | string {
+  return bytes ? run(value, options, toBytes) : run(value, options, toText);
 }

@@ -14,6 +14,8 @@ import {
   eventSchemas,
   type JsonPatchOperation,
   legacyEventSchemas,
+  unknownEvent as markedUnknownEvent,
+  type UnknownEventInit,
 } from '../../src/index.js';
 
 export interface GenOptions {
@@ -525,7 +527,10 @@ export const unknownEventName = fc
   )
   .filter((n) => !Object.hasOwn(eventSchemas, n) && !Object.hasOwn(legacyEventSchemas, n));
 
-/** An event with an unknown name: `timestamp`, maybe `metadata`, and any extra fields. */
+/**
+ * An event with an unknown name: `timestamp`, maybe `metadata`, and any extra fields; built with `unknownEvent()`, as
+ * a caller must to publish it (decoded ones carry the same mark, so both compare equal).
+ */
 export function unknownEvent(o: GenOptions): fc.Arbitrary<Dict> {
   const free = key.filter((k) => !ENVELOPE_KEYS.includes(k));
   return fc
@@ -536,7 +541,7 @@ export function unknownEvent(o: GenOptions): fc.Arbitrary<Dict> {
       ),
       fc.dictionary(free, jsonValue(o), { maxKeys: 5, noNullPrototype: true }),
     )
-    .map(([e, x]) => ({ ...e, ...x }));
+    .map(([e, x]) => markedUnknownEvent({ ...e, ...x } as UnknownEventInit) as Dict);
 }
 
 /** A sender id: a Rasa-like id or any unicode text. */

@@ -1,0 +1,92 @@
+import { describe, expect, it } from 'vitest';
+import { AckWindow } from '../src/broker/ack-window.js';
+
+describe('AckWindow', () => {
+  it('commits only over a contiguous acknowledged prefix', () => {
+    const window = new AckWindow<string>(10);
+    window.add('a', 20);
+    window.add('b', 30);
+    window.add('c', 40);
+    expect(window.ack('b')).toBe(false);
+    expect(window.committed).toBe(10);
+    expect(window.pending()).toEqual(['a', 'c']);
+    expect(window.ack('a')).toBe(true);
+    expect(window.committed).toBe(30);
+    expect(window.size).toBe(1);
+    expect(window.ack('c')).toBe(true);
+    expect(window.committed).toBe(40);
+    expect(window.size).toBe(0);
+  });
+
+  it('ignores items it does not hold: never added, acknowledged twice, forgotten by reset', () => {
+    const window = new AckWindow<object>();
+    const a = {};
+    const b = {};
+    window.add(a, 5);
+    window.add(b, 9);
+    expect(window.ack({})).toBe(false);
+    expect(window.ack(a)).toBe(true);
+    expect(window.ack(a)).toBe(false);
+    expect(window.has(a)).toBe(false);
+    expect(window.has(b)).toBe(true);
+    window.reset(100);
+    expect(window.ack(b)).toBe(false);
+    expect(window.committed).toBe(100);
+    expect(window.unacked).toBe(0);
+  });
+
+  it('skips stretches with nothing to hand out, once what comes before them is acknowledged', () => {
+    const window = new AckWindow<string>();
+    window.skip(3); // nothing pending: moves at once
+    expect(window.committed).toBe(3);
+    window.add('a', 10);
+    window.skip(11);
+    window.skip(12);
+    expect(window.committed).toBe(3);
+    expect(window.size).toBe(3);
+    expect(window.unacked).toBe(1);
+    window.ack('a');
+    expect(window.committed).toBe(12);
+    expect(window.end).toBe(12);
+  });
+
+  it('refuses positions that go back, and an item added twice', () => {
+    const window = new AckWindow<string>(50);
+    expect(() => window.add('a', 40)).toThrow(RangeError);
+    window.add('a', 60);
+    expect(() => window.skip(59)).toThrow(RangeError);
+    expect(() => window.add('a', 70)).toThrow(/already in the window/);
+    window.add('b', 60); // an empty message ends where the previous one did
+    expect(window.pending()).toEqual(['a', 'b']);
+  });
+
+  it('acknowledges in constant time behind one message that stays pending', () => {
+    const window = new AckWindow<number>();
+    const count = 200_000;
+    for (let i = 0; i < count; i++) window.add(i, i + 1);
+    const started = performance.now();
+    // Newest first: a linear search from the head would scan every entry for every ack (2·10^10 steps).
+    for (let i = count - 1; i >= 1; i--) window.ack(i);
+    expect(performance.now() - started).toBeLessThan(2_000);
+    expect(window.committed).toBe(0);
+    expect(window.unacked).toBe(1);
+    expect(window.ack(0)).toBe(true);
+    expect(window.committed).toBe(count);
+    expect(window.size).toBe(0);
+  });
+
+  it('keeps committing correctly across compactions', () => {
+    const window = new AckWindow<number>();
+    let next = 0;
+    for (let round = 0; round < 5; round++) {
+      const first = next;
+      for (let i = 0; i < 3_000; i++, next++) window.add(next, next + 1);
+      for (let i = first; i < next; i++) window.ack(i);
+      expect(window.committed).toBe(next);
+    }
+    window.add(next, next + 1);
+    window.add(next + 1, next + 2);
+    window.ack(next + 1);
+    expect(window.pending()).toEqual([next]);
+  });
+});

@@ -1,0 +1,583 @@
+/**
+ * The Redis Streams driver: a translation of the contract to streams and consumer groups. Core owns the rest
+ * (reconnecting, resuming consumers, retries, lease renewal, ordering, draining).
+ *
+ * - publish: one pipeline of `XADD`s per batch; fields `body` (the Rasa JSON, byte for byte), `event`,
+ *   `sender_id`, `message_id`, `header:<name>` per header, so `XRANGE` users can filter without parsing.
+ * - consume: `XREADGROUP` on a connection of its own (it blocks), at most read-ahead entries unacknowledged;
+ *   `XACK` after the handler; `XAUTOCLAIM` of entries idle longer than the claim idle time (a dead consumer's,
+ *   or released ones); the lease is a self-`XCLAIM … JUSTID` that resets the idle time while core holds an entry.
+ * - release: the entry stays in this consumer's pending list with its idle time set to the claim idle time, so
+ *   the next `XAUTOCLAIM` of any consumer of the group takes it at once.
+ * - dead letters: a stream beside the main one, in its Cluster slot; redrive appends the entry to the main stream
+ *   again, marked for its group only (other groups acknowledge it unseen).
+ */
+import {
+  type Broker,
+  type BrokerConfig,
+  BrokerConfigError,
+  type BrokerDriver,
+  type BrokerOptions,
+  type Capabilities,
+  ConnectionError,
+  type ConsumerSink,
+  type DeadLetter,
+  type DriverConsumeOptions,
+  type DriverConsumer,
+  deadLetterFromHeaders,
+  deadLetterHeaders,
+  defineBroker,
+  type OutgoingMessage,
+  PublishError,
+  type SendOutcome,
+  type StoredDeadLetter,
+} from '@parley/core';
+import { Cluster, type RedisOptions as IORedisOptions, Redis } from 'ioredis';
+import {
+  BODY,
+  type Client,
+  type ConsumerContext,
+  type Entry,
+  eventNameOf,
+  GroupConsumer,
+  HEADER,
+  PARLEY,
+  parseFields,
+  REDRIVE_GROUP,
+  SCOPE,
+} from './consumer.js';
+import { type RedisOptions, type RedisSettings, resolveRedisSettings } from './options.js';
+
+/** What the adapter's `client` is: the ioredis client of the current connection (undefined while disconnected). */
+export interface RedisClient {
+  /** The connection publishes, acks and dead letters use; a new one after each reconnect. */
+  readonly current: Redis | Cluster | undefined;
+  readonly settings: RedisSettings;
+}
+
+const capabilities: Capabilities = {
+  consumerGroups: true,
+  competingConsumers: true,
+  // XREADGROUP hands a group's entries out in order, but to whichever consumer reads next: two consumers of one
+  // group may handle one sender's events at once. Within one consumer, core's per-sender lock keeps the order.
+  ordering: 'consumer',
+  replay: true,
+  deadLetter: 'emulated',
+  batchPublish: true,
+  // With `appendonly yes` + `appendfsync always` (checked at connect: a warning otherwise). See the README.
+  persistent: true,
+  headers: true,
+  deliveryCount: true,
+  // A delayed release cannot be expressed (XCLAIM clamps a future idle time to now): retries run in-process, and the
+  // pending-entries delivery count carries attempts across crashes.
+  retry: 'in-process',
+  leases: true,
+  redrive: true,
+};
+
+/**
+ * Sets an entry's idle time, only while `consumer` still owns it: renewing a lease (idle 0) or releasing it
+ * (idle = claim idle time, so that any consumer's next XAUTOCLAIM takes it), and with a retry count, setting the
+ * delivery count (a release of an entry no handler saw takes its delivery back). A plain XCLAIM would take the entry
+ * back from a peer that claimed it meanwhile. Returns 1, or 0 when the entry is no longer this consumer's.
+ */
+const OWN_SCRIPT = `
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
+if p[1] == nil or p[1][2] ~= ARGV[2] then return 0 end
+if ARGV[5] then
+  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'IDLE', ARGV[4], 'RETRYCOUNT', ARGV[5], 'JUSTID')
+else
+  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'IDLE', ARGV[4], 'JUSTID')
+end
+return 1`;
+
+/** Options of {@link redisBroker}: the endpoints.yml keys, plus `defineBroker`'s options. */
+export interface RedisBrokerOptions
+  extends RedisOptions,
+    Omit<BrokerOptions, 'format' | 'bufferSize' | 'concurrency' | 'readAhead' | 'maxAttempts'> {}
+
+/** The Redis Streams driver, from resolved settings. */
+export function redisDriver(
+  settings: RedisSettings,
+  warn: (message: string) => void = () => {},
+): BrokerDriver<RedisClient> {
+  const { stream, deadLetterStream, claimIdleMs, blockMs } = settings;
+  let client: Client | undefined;
+  let closed = false;
+  let checkedPersistence = false;
+  const readers = new Set<Client>();
+  const consumers = new Set<{ close(): Promise<void> }>();
+  /** Consumer names in use per group: two subscriptions of one group in one process must not share a name. */
+  const names = new Map<string, Set<string>>();
+  /** The newest entry id read per group: where a deleted group is created again (nothing replayed, nothing skipped). */
+  const lastSeen = new Map<string, string>();
+  const holder: { current: Client | undefined; settings: RedisSettings } = { current: undefined, settings };
+
+  const live = (): Client => {
+    const current = client;
+    if (current?.status !== 'ready') throw new ConnectionError(SCOPE, 'not connected to Redis');
+    return current;
+  };
+  const cmd = (c: Client) => c as Redis;
+
+  const ensureGroup = async (c: Client, group: string, from: 'latest' | 'beginning'): Promise<void> => {
+    const start = lastSeen.get(group) ?? (from === 'beginning' ? '0' : '$');
+    try {
+      await cmd(c).xgroup('CREATE', stream, group, start, 'MKSTREAM');
+    } catch (error) {
+      if (!String((error as Error).message).startsWith('BUSYGROUP')) throw error;
+    }
+  };
+
+  const own = (
+    c: Client,
+    group: string,
+    consumer: string,
+    id: string,
+    idleMs: number,
+    retryCount?: number,
+  ): Promise<number> =>
+    cmd(c).eval(
+      OWN_SCRIPT,
+      1,
+      stream,
+      group,
+      consumer,
+      id,
+      String(idleMs),
+      ...(retryCount === undefined ? [] : [String(retryCount)]),
+    ) as Promise<number>;
+
+  /** Acks of one group, sent as one XACK per tick: core acks each delivery on its own. */
+  const ackers = new Map<
+    string,
+    { ids: string[]; waiters: { resolve(): void; reject(e: unknown): void }[] }
+  >();
+  const ack = (group: string, id: string): Promise<void> =>
+    new Promise((resolve, reject) => {
+      let batch = ackers.get(group);
+      if (!batch) {
+        const fresh = { ids: [] as string[], waiters: [] as { resolve(): void; reject(e: unknown): void }[] };
+        ackers.set(group, fresh);
+        batch = fresh;
+        setImmediate(() => {
+          ackers.delete(group);
+          let sent: Promise<unknown>;
+          try {
+            sent = cmd(live()).xack(stream, group, ...fresh.ids);
+          } catch (error) {
+            sent = Promise.reject(error);
+          }
+          sent.then(
+            () => {
+              for (const w of fresh.waiters) w.resolve();
+            },
+            (error: unknown) => {
+              const failure = new ConnectionError(
+                SCOPE,
+                `XACK failed (the entries are delivered again): ${messageOf(error)}`,
+                { cause: error },
+              );
+              for (const w of fresh.waiters) w.reject(failure);
+            },
+          );
+        });
+      }
+      batch.ids.push(id);
+      batch.waiters.push({ resolve, reject });
+    });
+
+  const connectOptions = (): IORedisOptions => {
+    const c = settings.connection;
+    return {
+      lazyConnect: true,
+      // Core owns reconnection: ioredis must not reconnect or queue commands behind a dead socket.
+      retryStrategy: () => null,
+      enableOfflineQueue: false,
+      autoResendUnfulfilledCommands: false,
+      maxRetriesPerRequest: 0,
+      connectTimeout: 10_000,
+      ...(c.username === undefined ? {} : { username: c.username }),
+      ...(c.password === undefined ? {} : { password: c.password }),
+      ...(c.tls ? { tls: {} } : {}),
+      ...(c.mode === 'cluster' ? {} : { db: c.db }),
+    };
+  };
+
+  const makeClient = (): Client => {
+    const c = settings.connection;
+    if (c.mode === 'cluster') {
+      const { db: _db, ...redisOptions } = connectOptions() as IORedisOptions & { db?: number };
+      return new Cluster(
+        c.nodes.map((n) => ({ host: n.host, port: n.port })),
+        {
+          lazyConnect: true,
+          clusterRetryStrategy: () => null,
+          enableOfflineQueue: false,
+          maxRedirections: 16,
+          redisOptions: { ...redisOptions, enableOfflineQueue: undefined, retryStrategy: undefined } as never,
+        },
+      );
+    }
+    if (c.mode === 'sentinel') {
+      return new Redis({
+        ...connectOptions(),
+        sentinels: c.sentinels.map((s) => ({ host: s.host, port: s.port })),
+        name: c.name,
+        ...(c.sentinelPassword === undefined ? {} : { sentinelPassword: c.sentinelPassword }),
+        sentinelRetryStrategy: () => null,
+      });
+    }
+    return new Redis({ ...connectOptions(), host: c.host, port: c.port });
+  };
+
+  const connectClient = async (c: Client): Promise<void> => {
+    c.on('error', () => {}); // reported through the rejected commands and 'end'
+    try {
+      await c.connect();
+    } catch (error) {
+      c.disconnect();
+      const text = messageOf(error);
+      // No wait fixes credentials: give up at once.
+      const permanent = /WRONGPASS|NOAUTH|NOPERM|invalid password|invalid username/i.test(text);
+      throw new ConnectionError(SCOPE, `cannot connect to Redis: ${text}`, { cause: error, permanent });
+    }
+  };
+
+  /** Warns once when a resolved publish can be lost on a restart (CONFIG may be refused on managed Redis). */
+  const checkPersistence = async (c: Client): Promise<void> => {
+    if (checkedPersistence || settings.connection.mode === 'cluster') return;
+    checkedPersistence = true;
+    try {
+      const [, aof] = (await cmd(c).config('GET', 'appendonly')) as string[];
+      const [, fsync] = (await cmd(c).config('GET', 'appendfsync')) as string[];
+      if (aof !== 'yes') {
+        warn(
+          `[parley] [redis] the server runs without an append-only file (appendonly ${aof}): events whose publish resolved are lost if Redis restarts before its next snapshot`,
+        );
+      } else if (fsync !== 'always') {
+        warn(
+          `[parley] [redis] the server syncs its append-only file ${fsync === 'everysec' ? 'once a second' : `with appendfsync ${fsync}`}: up to about a second of resolved publishes can be lost in a crash (appendfsync always loses none)`,
+        );
+      }
+    } catch {
+      // CONFIG is often disabled on managed Redis: nothing to say then.
+    }
+  };
+
+  const context: ConsumerContext = {
+    stream,
+    claimIdleMs,
+    blockMs,
+    current: () => client,
+    live,
+    lastSeen,
+    own,
+    ack,
+  };
+
+  const driver: BrokerDriver<RedisClient> = {
+    name: SCOPE,
+    capabilities,
+    destination: stream,
+    defaultFormat: 'python',
+    defaultGroup: settings.group,
+    client: holder,
+    limits: {
+      maxBatchMessages: 500,
+      // proto-max-bulk-len, Redis's default largest string.
+      maxMessageBytes: 512 * 1024 * 1024,
+    },
+
+    async connect(session) {
+      if (closed) throw new ConnectionError(SCOPE, 'closed', { permanent: true });
+      const previous = client;
+      client = undefined;
+      holder.current = undefined;
+      previous?.disconnect();
+      const c = makeClient();
+      await connectClient(c);
+      if (session.signal.aborted || closed) {
+        c.disconnect();
+        session.signal.throwIfAborted();
+      }
+      c.once('end', () => {
+        if (client !== c) return;
+        client = undefined;
+        holder.current = undefined;
+        session.lost(new ConnectionError(SCOPE, 'the connection to Redis was lost'));
+      });
+      client = c;
+      holder.current = c;
+      void checkPersistence(c);
+    },
+
+    async send(batch: readonly OutgoingMessage[]): Promise<readonly SendOutcome[]> {
+      let c: Client;
+      try {
+        c = live();
+      } catch (error) {
+        return batch.map(() => ({ ok: false, error: error as Error, retryable: true }));
+      }
+      const trim: (string | number)[] =
+        settings.maxLen !== undefined
+          ? ['MAXLEN', '~', settings.maxLen]
+          : settings.maxAgeMs !== undefined
+            ? ['MINID', '~', Date.now() - settings.maxAgeMs]
+            : [];
+      const pipeline = c.pipeline();
+      for (const message of batch) {
+        const headers = Object.entries(message.headers).flatMap(([k, v]) => [HEADER + k, v]);
+        pipeline.xadd(
+          stream,
+          ...trim,
+          '*',
+          BODY,
+          Buffer.from(message.body.buffer, message.body.byteOffset, message.body.byteLength),
+          'event',
+          message.eventName,
+          'sender_id',
+          message.senderId,
+          'message_id',
+          message.id,
+          ...headers,
+        );
+      }
+      // Both bounds: XADD takes one strategy, the other is one XTRIM per batch.
+      if (settings.maxLen !== undefined && settings.maxAgeMs !== undefined) {
+        pipeline.xtrim(stream, 'MINID', '~', Date.now() - settings.maxAgeMs);
+      }
+      let results: [Error | null, unknown][] | null;
+      try {
+        results = await pipeline.exec();
+      } catch (error) {
+        results = null;
+        const failure = new ConnectionError(SCOPE, `XADD failed: ${messageOf(error)}`, { cause: error });
+        return batch.map(() => ({ ok: false, error: failure, retryable: true }));
+      }
+      // Batch order is publish order: once a sender's entry failed retryably, its later ones in the batch must not be
+      // reported `ok` (they would overtake it on the resend).
+      const failedSenders = new Set<string>();
+      return batch.map((message, i): SendOutcome => {
+        const [error] = results?.[i] ?? [new ConnectionError(SCOPE, 'no reply from Redis')];
+        if (error) {
+          // OOM and LOADING pass; connection errors too. A refusal for the content (WRONGTYPE) does not.
+          const retryable =
+            !(error.name === 'ReplyError') ||
+            /^(OOM|LOADING|BUSY|TRYAGAIN|CLUSTERDOWN|MASTERDOWN|READONLY)/.test(error.message);
+          if (retryable) failedSenders.add(message.senderId);
+          return {
+            ok: false,
+            error: new PublishError(SCOPE, `XADD to ${stream} failed: ${error.message}`, { cause: error }),
+            retryable,
+          };
+        }
+        if (failedSenders.has(message.senderId)) {
+          return {
+            ok: false,
+            error: new PublishError(SCOPE, 'an earlier event of its sender failed in the same batch'),
+            retryable: true,
+          };
+        }
+        return { ok: true };
+      });
+    },
+
+    async consume(options: DriverConsumeOptions, sink: ConsumerSink): Promise<DriverConsumer> {
+      const c = live();
+      const { group, readAhead } = options;
+      await ensureGroup(c, group, options.from);
+      const used = names.get(group) ?? new Set<string>();
+      names.set(group, used);
+      let name = settings.consumer;
+      for (let n = 2; used.has(name); n++) name = `${settings.consumer}-${n}`;
+      used.add(name);
+      const reader: Client = c instanceof Cluster ? c.duplicate() : c.duplicate();
+      try {
+        await connectClient(reader);
+      } catch (error) {
+        used.delete(name);
+        throw error;
+      }
+      readers.add(reader);
+      const consumer = new GroupConsumer(
+        { client: c, reader, group, name, readAhead, sink, options },
+        context,
+      );
+      consumers.add(consumer);
+      consumer.start();
+      const release = () => {
+        used.delete(name);
+        readers.delete(reader);
+        consumers.delete(consumer);
+      };
+      return {
+        stop: () => consumer.stop(),
+        close: async () => {
+          try {
+            await consumer.close();
+          } finally {
+            release();
+          }
+        },
+      };
+    },
+
+    async deadLetter(deadLetter: DeadLetter) {
+      const c = live();
+      const fields: (string | Buffer)[] = [BODY, Buffer.from(deadLetter.body)];
+      const event = eventNameOf(deadLetter.body);
+      if (event !== undefined) fields.push('event', event);
+      if (deadLetter.senderId !== undefined) fields.push('sender_id', deadLetter.senderId);
+      for (const [k, v] of Object.entries(deadLetterHeaders(deadLetter)))
+        fields.push(k.startsWith(PARLEY) ? k : HEADER + k, v);
+      await cmd(c).xadd(deadLetterStream, '*', ...fields);
+    },
+
+    deadLetters: {
+      async list(group) {
+        const c = live();
+        const letters: StoredDeadLetter[] = [];
+        for (let start = '-'; ; ) {
+          const page = (await cmd(c).xrangeBuffer(
+            deadLetterStream,
+            start,
+            '+',
+            'COUNT',
+            500,
+          )) as unknown as Entry[];
+          for (const [id, fields] of page) {
+            if (!fields) continue;
+            const parsed = parseFields(fields);
+            const letter = deadLetterFromHeaders(
+              parsed.body,
+              { ...parsed.headers, ...parsed.parley },
+              { group: settings.group, destination: stream },
+            );
+            if (letter.group === group) letters.push({ ...letter, id: id.toString() });
+          }
+          if (page.length < 500) return letters;
+          start = `(${page.at(-1)![0].toString()}`;
+        }
+      },
+      async redrive(group, letters) {
+        const c = live();
+        // One MULTI: the dead-letter stream shares the stream's hash slot, so this is never cross-slot.
+        const multi = c.multi();
+        for (const letter of letters) {
+          const fields: (string | Buffer)[] = [BODY, Buffer.from(letter.body)];
+          const event = eventNameOf(letter.body);
+          if (event !== undefined) fields.push('event', event);
+          if (letter.senderId !== undefined) fields.push('sender_id', letter.senderId);
+          for (const [k, v] of Object.entries(letter.headers)) fields.push(HEADER + k, v);
+          fields.push(REDRIVE_GROUP, group);
+          multi.xadd(stream, '*', ...fields);
+        }
+        multi.xdel(deadLetterStream, ...letters.map((l) => l.id));
+        const results = await multi.exec();
+        const failed = results?.find(([error]) => error);
+        if (!results || failed)
+          throw new PublishError(SCOPE, `redrive failed: ${failed?.[0]?.message ?? 'transaction aborted'}`);
+      },
+    },
+
+    isReady: () => client?.status === 'ready',
+
+    async health() {
+      const c = live();
+      return {
+        mode: settings.connection.mode,
+        stream,
+        deadLetterStream,
+        length: await cmd(c).xlen(stream),
+        consumers: consumers.size,
+      };
+    },
+
+    async close() {
+      closed = true;
+      await Promise.allSettled([...consumers].map((consumer) => consumer.close()));
+      for (const reader of readers) reader.disconnect();
+      const c = client;
+      client = undefined;
+      holder.current = undefined;
+      if (c) {
+        await Promise.race([
+          c.quit().catch(() => undefined),
+          new Promise((r) => setTimeout(r, 1_000).unref()),
+        ]);
+        c.disconnect();
+      }
+    },
+  };
+
+  return driver;
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** A Redis Streams broker from endpoints.yml keys given in code: `redisBroker({ url: 'redis://localhost:6379' })`. */
+export function redisBroker(options: RedisBrokerOptions = {}): Broker<RedisClient> {
+  const {
+    onWarning,
+    logger,
+    reconnect,
+    bufferWhileDisconnected,
+    bufferBytes,
+    maxBatch,
+    connectAttempts,
+    strict,
+    maxBodyBytes,
+    ...keys
+  } = options;
+  return fromConfig(
+    { source: '<inline>', type: 'redis', options: keys as Record<string, unknown> } as BrokerConfig,
+    {
+      ...(onWarning ? { onWarning } : {}),
+      ...(logger ? { logger } : {}),
+      ...(reconnect ? { reconnect } : {}),
+      ...(bufferWhileDisconnected === undefined ? {} : { bufferWhileDisconnected }),
+      ...(bufferBytes === undefined ? {} : { bufferBytes }),
+      ...(maxBatch === undefined ? {} : { maxBatch }),
+      ...(connectAttempts === undefined ? {} : { connectAttempts }),
+      ...(strict === undefined ? {} : { strict }),
+      ...(maxBodyBytes === undefined ? {} : { maxBodyBytes }),
+    },
+  );
+}
+
+/** What `createBroker` calls for `type: redis`: Rasa's `from_endpoint_config`. */
+export function fromEndpointConfig(
+  config: BrokerConfig,
+  options: Pick<BrokerOptions, 'onWarning' | 'logger'> = {},
+): Broker<RedisClient> {
+  return fromConfig(config, options);
+}
+
+function fromConfig(config: BrokerConfig, options: BrokerOptions): Broker<RedisClient> {
+  const warn =
+    options.onWarning ??
+    options.logger?.warn?.bind(options.logger) ??
+    ((m: string) => process.emitWarning(m, 'ParleyWarning'));
+  const settings = resolveRedisSettings(config, { warn });
+  if (
+    settings.readAhead !== undefined &&
+    settings.concurrency !== undefined &&
+    settings.readAhead < settings.concurrency
+  ) {
+    throw new BrokerConfigError(
+      SCOPE,
+      `read_ahead (${settings.readAhead}) must be at least concurrency (${settings.concurrency})`,
+    );
+  }
+  return defineBroker(redisDriver(settings, warn), {
+    ...options,
+    ...(settings.bufferSize === undefined ? {} : { bufferSize: settings.bufferSize }),
+    ...(settings.format === undefined ? {} : { format: settings.format }),
+    ...(settings.concurrency === undefined ? {} : { concurrency: settings.concurrency }),
+    ...(settings.readAhead === undefined ? {} : { readAhead: settings.readAhead }),
+    ...(settings.maxAttempts === undefined ? {} : { maxAttempts: settings.maxAttempts }),
+  });
+}
