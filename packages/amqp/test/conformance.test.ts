@@ -2,6 +2,7 @@
  * The conformance suite, against the tests' own RabbitMQ node (own-node.ts): its chaos cases restart the broker,
  * which must never happen to the shared one, and its load stays off it too.
  */
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { runConformance } from '@parley/conformance';
 import { type Channel, type ChannelModel, connect } from 'amqplib';
 import { afterAll } from 'vitest';
@@ -97,6 +98,16 @@ runConformance({
   chaos: {
     upstream: { host: node.host, port: node.port },
     restartBroker: async () => restartApp(node.node),
+  },
+  // consumer-crash: a consumer in a child process (test/conformance-consumer.ts, through tsx), killed with SIGKILL.
+  consumerProcess: {
+    module: fileURLToPath(new URL('./conformance-consumer.ts', import.meta.url)),
+    execArgv: [
+      '--import',
+      pathToFileURL(fileURLToPath(new URL('../../../node_modules/tsx/dist/loader.mjs', import.meta.url)))
+        .href,
+    ],
+    env: { PARLEY_AMQP_URL: AMQP_URL, PARLEY_AMQP_PREFIX: prefix },
   },
   timeoutMs: 30_000,
 });
