@@ -15,6 +15,7 @@ import {
   type Broker,
   BrokerClosedError,
   type BrokerConfig,
+  BrokerConfigError,
   type BrokerDriver,
   type BrokerOptions,
   brokerConfig,
@@ -24,13 +25,14 @@ import {
   type ConsumerSink,
   type DeadLetter,
   type Delivery,
+  type DriverConsumeOptions,
   type DriverConsumer,
   deadLetterHeaders,
   defineBroker,
   ParleyError,
   type SendOutcome,
 } from '@parley/core';
-import { type Channel, type ChannelModel, connect, type Message } from 'amqplib';
+import { type Channel, type ChannelModel, connect, type Message, type Options } from 'amqplib';
 import { amqpDeadLetters } from './dead-letters.js';
 import { type AmqpOptions, type AmqpSettings, resolveAmqpSettings } from './options.js';
 import { ConfirmPublisher } from './publish.js';
@@ -63,6 +65,8 @@ export interface AmqpClient {
 /** Exactly Rasa's flags (aio-pika defaults): anything else makes RabbitMQ answer 406 PRECONDITION_FAILED. */
 const EXCHANGE = { durable: false, autoDelete: false, internal: false } as const;
 const QUEUE = { durable: true, exclusive: false, autoDelete: false } as const;
+/** An ephemeral group's queues: RabbitMQ deletes them with the connection (or the last consumer) that had them. */
+const EPHEMERAL = { durable: false, exclusive: true, autoDelete: true } as const;
 /** A connection attempt (TCP, TLS and the AMQP handshake) that takes longer is given up: a black hole answers never. */
 const CONNECT_TIMEOUT_MS = 10_000;
 /** How long close waits for RabbitMQ's close-ok before it destroys the socket. */
@@ -99,8 +103,9 @@ export function amqpDriver(
   const learnt = { maxBodyBytes: Number.POSITIVE_INFINITY };
   const bound = liveQueues(settings);
   const consumers = new Set<Channel>();
-  /** Dead-letter queues declared on this connection. */
+  /** Dead-letter queues declared on this connection, and those of ephemeral groups. */
   const deadQueues = new Set<string>();
+  const throwaway = new Set<string>();
   const fail = (message: string, cause?: unknown) => new ConnectionError('amqp', message, { cause });
   const notSent = (error: Error): SendOutcome => ({
     ok: false,
@@ -130,8 +135,8 @@ export function amqpDriver(
     await channel.close().catch(() => {});
   }
 
-  async function declareQueue(channel: Channel, queue: string): Promise<void> {
-    await channel.assertQueue(queue, QUEUE);
+  async function declareQueue(channel: Channel, queue: string, flags: Options.AssertQueue = QUEUE) {
+    await channel.assertQueue(queue, flags);
     await channel.bindQueue(queue, settings.exchange, '');
   }
 
@@ -154,74 +159,48 @@ export function amqpDriver(
   }
 
   /** A channel of its own per consumer: RabbitMQ closing it (a 406, consumer_timeout) touches nothing else. */
-  async function startConsumer(model: ChannelModel, group: string, readAhead: number, sink: ConsumerSink) {
+  async function startConsumer(model: ChannelModel, options: DriverConsumeOptions, sink: ConsumerSink) {
+    const { group, readAhead, ephemeral = false } = options;
+    if (ephemeral && settings.queues.includes(group)) {
+      throw new BrokerConfigError(
+        'amqp',
+        `group "${group}" is one of queues (durable, Rasa's): it cannot be ephemeral`,
+      );
+    }
     const queue = queueOf(settings, group);
+    const deadQueue = settings.deadLetterQueue(queue);
+    if (ephemeral) throwaway.add(deadQueue);
     const channel = await openChannel(model);
     // One signal for every delivery of the channel, each with its listener in core: no listener limit.
-    const revoked = new AbortController();
-    setMaxListeners(0, revoked.signal);
-    let error: Error | undefined;
+    const state: ChannelState = { channel, open: true, error: undefined, revoked: new AbortController() };
+    setMaxListeners(0, state.revoked.signal);
     let consuming = false; // and not stopped by core: only then is a closed channel news for core
-    let open = true;
-    channel.on('error', (e: Error) => (error = e));
+    channel.on('error', (e: Error) => (state.error = e));
     channel.on('close', () => {
-      open = false;
+      state.open = false;
       consumers.delete(channel);
-      revoked.abort(error ?? new Error('channel closed'));
-      // RabbitMQ closed this channel alone (consumer_timeout, a refused ack): core resumes the consumer. A lost
-      // connection closes it without an error, and is reported once, by the connection.
-      if (error && consuming && !closing)
-        sink.lost(fail(`consumer of group "${group}" closed by RabbitMQ: ${describe(error)}`, error));
+      state.revoked.abort(state.error ?? new Error('channel closed'));
+      // RabbitMQ closed this channel alone (consumer_timeout, a refused ack): core resumes the consumer (and names
+      // the group). A lost connection closes it without an error, and is reported once, by the connection.
+      const { error } = state;
+      if (error && consuming && !closing) sink.lost(fail(describe(error), error));
     });
-    const toDelivery = (message: Message): Delivery => {
-      let settled = false;
-      const count = message.properties.headers?.['x-delivery-count'];
-      return {
-        id: idOf(message),
-        body: message.content,
-        headers: stringHeaders(message.properties.headers),
-        redelivered: message.fields.redelivered,
-        ...(typeof count === 'number' ? { deliveryCount: count + 1 } : {}),
-        revoked: revoked.signal,
-        async ack() {
-          if (settled) return;
-          settled = true;
-          // An ack written to a dead channel is void: RabbitMQ delivers the message again, so it does not count.
-          try {
-            if (open) return channel.ack(message);
-          } catch {
-            // closing under us: as void as a closed one
-          }
-          const why = describe(error ?? 'its connection was lost');
-          throw fail(`not acknowledged: its channel closed (${why}); RabbitMQ delivers it again`);
-        },
-        async release() {
-          if (settled) return;
-          settled = true;
-          try {
-            if (open) channel.nack(message, false, true);
-          } catch {
-            // closing under us: RabbitMQ hands back what a closed channel held
-          }
-        },
-      };
-    };
     let consumerTag: string;
     try {
       await channel.prefetch(readAhead);
-      await declareQueue(channel, queue);
-      await channel.assertQueue(settings.deadLetterQueue(queue), QUEUE);
-      deadQueues.add(settings.deadLetterQueue(queue));
+      await declareQueue(channel, queue, ephemeral ? EPHEMERAL : QUEUE);
+      await channel.assertQueue(deadQueue, ephemeral ? EPHEMERAL : QUEUE);
+      deadQueues.add(deadQueue);
       ({ consumerTag } = await channel.consume(queue, (message) => {
-        if (message) return sink.deliver(toDelivery(message));
+        if (message) return sink.deliver(toDelivery(state, message));
         // RabbitMQ cancelled the consumer (its queue was deleted): a new consume declares it again.
         if (!consuming) return;
         consuming = false;
-        sink.lost(fail(`RabbitMQ cancelled the consumer of group "${group}" (queue "${queue}" deleted?)`));
+        sink.lost(fail(`RabbitMQ cancelled the consumer (queue "${queue}" deleted?)`));
         void channel.close().catch(() => {});
       }));
     } catch (failure) {
-      if (open) await channel.close().catch(() => {});
+      if (state.open) await channel.close().catch(() => {});
       if (connection !== model)
         throw fail(`connection lost while subscribing: ${describe(failure)}`, failure);
       // The connection is fine: this group's own problem (its queue declared elsewhere with other arguments, say).
@@ -237,12 +216,15 @@ export function amqpDriver(
     }
     consuming = true;
     consumers.add(channel);
-    bound.set(queue, (bound.get(queue) ?? 0) + 1);
-    let detached = false;
+    // An ephemeral group's queue goes with its connection: nothing to bind again on the next one.
+    let detached = ephemeral;
+    if (!ephemeral) bound.set(queue, (bound.get(queue) ?? 0) + 1);
     return {
+      // Both wait for RabbitMQ at most CLOSE_WAIT_MS: what it holds goes back to the queue whether or not it
+      // answers, and a dead network must not hold a close for long.
       async stop() {
         consuming = false;
-        if (open) await channel.cancel(consumerTag).catch(() => {});
+        if (state.open) await answered(channel.cancel(consumerTag));
       },
       async close() {
         consuming = false;
@@ -253,7 +235,7 @@ export function amqpDriver(
           else bound.delete(queue);
         }
         // Closing the channel hands every unacknowledged delivery back to the queue.
-        if (open) await channel.close().catch(() => {});
+        if (state.open) await answered(channel.close());
       },
     } satisfies DriverConsumer;
   }
@@ -333,7 +315,7 @@ export function amqpDriver(
     async consume(options, sink) {
       const model = connection;
       if (!model) throw fail('not connected');
-      return startConsumer(model, options.group, options.readAhead, sink);
+      return startConsumer(model, options, sink);
     },
 
     async deadLetter(deadLetter: DeadLetter) {
@@ -344,7 +326,7 @@ export function amqpDriver(
       if (!deadQueues.has(queue)) {
         const channel = await openChannel(model);
         await channel
-          .assertQueue(queue, QUEUE)
+          .assertQueue(queue, throwaway.has(queue) ? EPHEMERAL : QUEUE)
           .catch((error: unknown) => {
             throw fail(`cannot declare the dead-letter queue "${queue}": ${describe(error)}`, error);
           })
@@ -394,10 +376,73 @@ export function amqpDriver(
   };
 }
 
+/** A consumer's channel as its deliveries see it. */
+interface ChannelState {
+  readonly channel: Channel;
+  open: boolean;
+  /** Why RabbitMQ closed it ('error' comes before 'close'); none when the connection went. */
+  error: Error | undefined;
+  /** Aborted when the channel closes: RabbitMQ takes back what it delivered on it. */
+  readonly revoked: AbortController;
+}
+
+function toDelivery(state: ChannelState, message: Message): Delivery {
+  const { channel } = state;
+  let settled = false;
+  const count = message.properties.headers?.['x-delivery-count'];
+  return {
+    id: idOf(message),
+    body: message.content,
+    headers: stringHeaders(message.properties.headers),
+    redelivered: message.fields.redelivered,
+    ...(typeof count === 'number' ? { deliveryCount: count + 1 } : {}),
+    revoked: state.revoked.signal,
+    async ack() {
+      if (settled) return;
+      settled = true;
+      // An ack written to a dead channel is void: RabbitMQ delivers the message again, so it does not count.
+      try {
+        if (state.open) return channel.ack(message);
+      } catch {
+        // closing under us: as void as a closed one
+      }
+      const why = describe(state.error ?? 'its connection was lost');
+      throw new ConnectionError(
+        'amqp',
+        `not acknowledged: its channel closed (${why}); RabbitMQ delivers it again`,
+      );
+    },
+    async release() {
+      if (settled) return;
+      settled = true;
+      try {
+        if (state.open) channel.nack(message, false, true);
+      } catch {
+        // closing under us: RabbitMQ hands back what a closed channel held
+      }
+    },
+  };
+}
+
 async function openChannel(model: ChannelModel): Promise<Channel> {
   const channel = await model.createChannel();
   channel.on('error', () => {}); // 'close' follows; whoever needs the reason listens too
   return channel;
+}
+
+/** Resolves true once `request` settled, false when RabbitMQ has not answered within CLOSE_WAIT_MS. */
+async function answered(request: Promise<unknown>): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const settled = request.then(
+    () => true,
+    () => true,
+  );
+  const late = new Promise<boolean>(
+    (resolve) => (timer = setTimeout(() => resolve(false), CLOSE_WAIT_MS).unref()),
+  );
+  const done = await Promise.race([settled, late]);
+  clearTimeout(timer);
+  return done;
 }
 
 /**
@@ -406,16 +451,7 @@ async function openChannel(model: ChannelModel): Promise<Channel> {
  * timers would keep the process alive.
  */
 async function destroy(model: ChannelModel): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const closed = await Promise.race([
-    model.close().then(
-      () => true,
-      () => true,
-    ),
-    new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), CLOSE_WAIT_MS).unref())),
-  ]);
-  clearTimeout(timer);
-  if (closed) return;
+  if (await answered(model.close())) return;
   const socket = (model as unknown as { connection?: { stream?: { destroy(error?: Error): void } } })
     .connection?.stream;
   socket?.destroy(new Error('RabbitMQ did not answer the close'));
@@ -462,6 +498,8 @@ function fromConfig(
       factor: 1,
     },
     connectAttempts: settings.connectionAttempts,
+    // should_keep_unpublished_messages: false / raise_on_failure: true: a publish fails with the connection.
+    bufferWhileDisconnected: settings.bufferUnpublished,
     maxBodyBytes: settings.maxMessageBytes,
     ...(options.maxBatch === undefined ? {} : { maxBatch: options.maxBatch }),
     ...(settings.bufferSize === undefined ? {} : { bufferSize: settings.bufferSize }),

@@ -258,10 +258,7 @@ describe('reliability', () => {
     );
   });
 
-  // Contract v2 moved waiting for the connection into core's publisher, which holds every publish until the
-  // broker is back: the driver is never asked to send, so it cannot fail fast. Issue 12.2 (core) makes these keys
-  // hold always, before the first connection too.
-  it.skip('fails fast instead of buffering with should_keep_unpublished_messages: false (needs core: issue 12.2)', async () => {
+  it('fails fast instead of buffering with should_keep_unpublished_messages: false, before the first connection too', async () => {
     const { exchange, queue } = names();
     const proxy = await startFaultProxy({
       upstream: { host: new URL(AMQP_URL).hostname, port: Number(new URL(AMQP_URL).port || 5672) },
@@ -273,13 +270,29 @@ describe('reliability', () => {
           exchange_name: exchange,
           queues: [queue],
           should_keep_unpublished_messages: false,
+          retry_delay_in_seconds: 0.2,
           ...quiet,
         }),
       );
       await broker.ready();
       await proxy.cut();
       await new Promise((r) => setTimeout(r, 300));
-      await expect(broker.publish({ sender_id: 's', ...slotSet('a', 1) })).rejects.toThrow('not buffered');
+      const started = Date.now();
+      await expect(broker.publish({ sender_id: 's', ...slotSet('a', 1) })).rejects.toThrow(
+        /cannot connect to amqp:\/\/guest:<redacted>@127\.0\.0\.1:\d+/,
+      );
+      expect(Date.now() - started).toBeLessThan(2_000);
+      // Never connected at all: the same.
+      const never = track(
+        amqpBroker({
+          url: `amqp://guest:guest@${proxy.address}`,
+          exchange_name: exchange,
+          queues: [queue],
+          raise_on_failure: true,
+          ...quiet,
+        }),
+      );
+      await expect(never.publish({ sender_id: 's', ...slotSet('a', 1) })).rejects.toThrow(/cannot connect/);
     } finally {
       await proxy.close();
     }
@@ -346,6 +359,31 @@ describe('groups', () => {
     const ch = await rawChannel();
     await ch.checkQueue(`${exchange}.analytics`); // throws (404) when missing
     await ch.close();
+  });
+});
+
+describe('ephemeral groups', () => {
+  it('consume from an exclusive, auto-delete queue that is gone once the subscription closes', async () => {
+    const { exchange, queue } = names();
+    const broker = track(amqpBroker({ url: AMQP_URL, exchange_name: exchange, queues: [queue], ...quiet }));
+    const c = collector(1);
+    const sub = broker.subscribe(c.handler, { group: 'demo', ephemeral: true });
+    await sub.ready;
+    await broker.publish({ sender_id: 's', ...slotSet('a', 1) });
+    await c.all;
+    await sub.close();
+    // The queue went with its last consumer; the dead-letter queue is the broker connection's until it closes.
+    await expect((await rawChannel()).checkQueue(`${exchange}.demo`)).rejects.toThrow(/404/);
+    await expect((await rawChannel()).checkQueue(`${exchange}.demo.dead-letter`)).rejects.toThrow(/405/);
+    await broker.close();
+    await expect((await rawChannel()).checkQueue(`${exchange}.demo.dead-letter`)).rejects.toThrow(/404/);
+  });
+
+  it("refuses one of Rasa's queues as an ephemeral group", async () => {
+    const { exchange, queue } = names();
+    const broker = track(amqpBroker({ url: AMQP_URL, exchange_name: exchange, queues: [queue], ...quiet }));
+    const sub = broker.subscribe(() => {}, { group: queue, ephemeral: true });
+    await expect(sub.ready).rejects.toThrow(/is one of queues .*cannot be ephemeral/);
   });
 });
 
