@@ -3,55 +3,90 @@
  * non-durable fanout exchange, durable argument-less queues bound with "", persistent messages, `app_id` from
  * RASA_ENVIRONMENT), so Parley and Rasa can share an exchange and its queues in either direction.
  *
- * What this file owns, because only it knows RabbitMQ: publisher confirms, reconnecting (with failover across
- * hosts) and re-declaring the topology, resuming every consumer on a fresh channel, and the dead-letter queue
- * Parley declares per group (Rasa's queues carry no arguments, so no broker-side DLX can be added to them).
+ * What this file owns, because only it knows RabbitMQ: one connection (failover across hosts) and its topology,
+ * publisher confirms on a channel that is opened again when RabbitMQ closes it, one channel per consumer, and the
+ * dead-letter queue Parley declares per group (Rasa's queues carry no arguments, so no broker-side DLX can be
+ * added to them). Reconnecting and resuming consumers are core's: the driver reports a lost connection to
+ * `session.lost` and a consumer channel RabbitMQ closed to `sink.lost`.
  */
+import { randomUUID } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import {
   type Broker,
+  BrokerClosedError,
   type BrokerConfig,
+  BrokerConfigError,
   type BrokerDriver,
   type BrokerOptions,
-  backoffDelay,
   brokerConfig,
   type Capabilities,
   ConnectionError,
+  type ConnectSession,
+  type ConsumerSink,
   type DeadLetter,
   type Delivery,
   type DriverConsumeOptions,
   type DriverConsumer,
+  deadLetterHeaders,
   defineBroker,
-  type OutgoingMessage,
   ParleyError,
   type SendOutcome,
-  sleep,
 } from '@parley/core';
-import { type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage, connect } from 'amqplib';
-import { type AmqpOptions, type AmqpSettings, redactUrl, resolveAmqpSettings } from './options.js';
+import { type Channel, type ChannelModel, connect, type Message, type Options } from 'amqplib';
+import { amqpDeadLetters } from './dead-letters.js';
+import { type AmqpOptions, type AmqpSettings, resolveAmqpSettings } from './options.js';
+import { ConfirmPublisher } from './publish.js';
+import { describe, idOf, queueOf, stringHeaders } from './wire.js';
 
 const capabilities: Capabilities = {
   consumerGroups: true, // a group is a queue bound to the fanout exchange
   competingConsumers: true, // consumers of one queue share it
-  ordering: 'per-sender', // RabbitMQ delivers a queue in order; Parley serialises each sender per consumer
+  // A classic queue hands messages out in order, but to whichever consumer has room: one sender's events are
+  // handled in order, one at a time, within each consumer only; two consumers of a group may overlap.
+  ordering: 'consumer',
   replay: false,
   deadLetter: 'emulated',
   batchPublish: true,
   persistent: true,
   headers: true,
+  // Classic queues (Rasa's) count no deliveries; a quorum queue's x-delivery-count is passed on when present.
+  deliveryCount: false,
+  retry: 'in-process', // RabbitMQ cannot hand a message back with a delay
+  leases: false, // a delivery stays with its channel until it is settled or the channel closes
+  redrive: true,
 };
 
-/** The escape hatch: the live amqplib connection (it changes on reconnect) and the resolved settings. */
+/** The escape hatch: the live amqplib connection (a new one after each reconnect) and the resolved settings. */
 export interface AmqpClient {
   readonly connection: ChannelModel | undefined;
   readonly settings: AmqpSettings;
 }
 
-interface ActiveConsumer {
-  readonly options: DriverConsumeOptions;
-  readonly deliver: (delivery: Delivery) => void;
-  channel: Channel | undefined;
-  tag: string | undefined;
-  stopped: boolean;
+/** Exactly Rasa's flags (aio-pika defaults): anything else makes RabbitMQ answer 406 PRECONDITION_FAILED. */
+const EXCHANGE = { durable: false, autoDelete: false, internal: false } as const;
+const QUEUE = { durable: true, exclusive: false, autoDelete: false } as const;
+/** An ephemeral group's queues: RabbitMQ deletes them with the connection (or the last consumer) that had them. */
+const EPHEMERAL = { durable: false, exclusive: true, autoDelete: true } as const;
+/** A connection attempt (TCP, TLS and the AMQP handshake) that takes longer is given up: a black hole answers never. */
+const CONNECT_TIMEOUT_MS = 10_000;
+/** How long close waits for RabbitMQ's close-ok before it destroys the socket. */
+const CLOSE_WAIT_MS = 1_000;
+const QUEUE_HINT =
+  '. Parley declares queues durable with no arguments, as Rasa does: delete the queue or use another group';
+
+/**
+ * Live consumers per queue, per exchange of one broker, shared by every driver of the process. Rasa's exchange is
+ * not durable: a RabbitMQ restart deletes it with every binding, and a queue is bound again only by whoever
+ * declares it. Each driver declares and binds these on every connection before it publishes, so that a publisher
+ * that reconnects first does not send into an exchange its own process's groups are missing from. (Groups consumed
+ * by other processes, outside `queues`, stay unbound until those reconnect: see the README.)
+ */
+const liveByBroker = new Map<string, Map<string, number>>();
+function liveQueues(settings: AmqpSettings): Map<string, number> {
+  const key = `${settings.safeUrls.join(',')} ${settings.exchange}`;
+  const queues = liveByBroker.get(key) ?? new Map<string, number>();
+  liveByBroker.set(key, queues);
+  return queues;
 }
 
 /** The driver alone, for `defineBroker` or for testing; most users want `amqpBroker`. */
@@ -60,217 +95,150 @@ export function amqpDriver(
   warn: (message: string) => void = () => {},
 ): BrokerDriver<AmqpClient> {
   let connection: ChannelModel | undefined;
-  let publishChannel: ConfirmChannel | undefined;
+  /** The confirm channel, or its opening; undefined once RabbitMQ closed it: the next send opens another. */
+  let publishing: Promise<ConfirmPublisher> | undefined;
   let closing = false;
-  let reconnecting: Promise<void> | undefined;
   let nextUrl = 0;
-  const consumers = new Set<ActiveConsumer>();
-  const declared = new Set<string>();
-
+  /** What RabbitMQ's refusals taught, shared by every publish channel. */
+  const learnt = { maxBodyBytes: Number.POSITIVE_INFINITY };
+  const bound = liveQueues(settings);
+  const consumers = new Set<Channel>();
+  /** Dead-letter queues declared on this connection, and those of ephemeral groups. */
+  const deadQueues = new Set<string>();
+  const throwaway = new Set<string>();
   const fail = (message: string, cause?: unknown) => new ConnectionError('amqp', message, { cause });
-
-  /** One pass over the hosts (failover); the first that accepts wins. */
-  async function open(): Promise<void> {
-    let lastError: unknown;
-    for (let i = 0; i < settings.urls.length; i++) {
-      const index = (nextUrl + i) % settings.urls.length;
-      try {
-        const model = await connect(withHeartbeat(settings.urls[index]!, settings.heartbeat), {
-          // Nagle's algorithm holds small frames back for ~40 ms: confirms and acks are small frames.
-          noDelay: true,
-          ...settings.socketOptions,
-          clientProperties: { connection_name: `parley-amqp-${process.pid}` },
-        });
-        await setUp(model);
-        nextUrl = index;
-        return;
-      } catch (error) {
-        lastError = error;
-      }
-    }
-    const where = settings.safeUrls.join(', ');
-    throw fail(`cannot connect to ${where}: ${describe(lastError)}`, lastError);
-  }
-
-  /** Declares the topology on a fresh connection, opens the confirm channel, resumes every consumer. */
-  async function setUp(model: ChannelModel): Promise<void> {
-    model.on('error', () => {}); // 'close' follows and carries the recovery
-    try {
-      declared.clear();
-      const channel = await model.createChannel();
-      channel.on('error', () => {});
-      // Exactly Rasa's flags (aio-pika defaults): anything else makes RabbitMQ answer 406 PRECONDITION_FAILED.
-      await channel.assertExchange(settings.exchange, 'fanout', {
-        durable: false,
-        autoDelete: false,
-        internal: false,
-      });
-      for (const queue of settings.queues) await declareQueue(channel, queue);
-      await channel.close();
-      const confirm = await model.createConfirmChannel();
-      confirm.on('error', () => {});
-      for (const consumer of consumers) if (!consumer.stopped) await startConsumer(model, consumer);
-      connection = model;
-      publishChannel = confirm;
-      confirm.on('close', () => {
-        if (publishChannel === confirm) publishChannel = undefined;
-      });
-      model.on('close', () => {
-        if (connection !== model) return;
-        connection = undefined;
-        publishChannel = undefined;
-        if (!closing) {
-          warn(`[parley] [amqp] connection to ${settings.safeUrls[nextUrl]} lost; reconnecting`);
-          void reconnect();
-        }
-      });
-    } catch (error) {
-      await model.close().catch(() => {});
-      throw error;
-    }
-  }
-
-  async function declareQueue(channel: Channel, queue: string): Promise<void> {
-    if (declared.has(queue)) return;
-    await channel.assertQueue(queue, { durable: true, exclusive: false, autoDelete: false });
-    await channel.bindQueue(queue, settings.exchange, '');
-    declared.add(queue);
-  }
-
-  /** After the first connection, the driver keeps itself connected: forever, with backoff, across hosts. */
-  function reconnect(): Promise<void> {
-    reconnecting ??= (async () => {
-      for (let attempt = 1; !closing; attempt++) {
-        await sleep(backoffDelay(attempt, { initialMs: 200, maxMs: Math.max(1_000, settings.retryDelayMs) }));
-        if (closing) break;
-        try {
-          await open();
-          warn(`[parley] [amqp] reconnected to ${settings.safeUrls[nextUrl]} after ${attempt} attempt(s)`);
-          break;
-        } catch (error) {
-          nextUrl = (nextUrl + 1) % settings.urls.length;
-          if (attempt % 10 === 0)
-            warn(`[parley] [amqp] still reconnecting (attempt ${attempt}): ${describe(error)}`);
-        }
-      }
-    })().finally(() => {
-      reconnecting = undefined;
-    });
-    return reconnecting;
-  }
-
-  async function startConsumer(model: ChannelModel, consumer: ActiveConsumer): Promise<void> {
-    const channel = await model.createChannel();
-    channel.on('error', () => {});
-    await channel.prefetch(consumer.options.prefetch);
-    const queue = queueOf(settings, consumer.options.group);
-    await declareQueue(channel, queue);
-    await channel.assertQueue(settings.deadLetterQueue(queue), {
-      durable: true,
-      exclusive: false,
-      autoDelete: false,
-    });
-    consumer.channel = channel;
-    const reply = await channel.consume(queue, (message) => {
-      if (message === null) {
-        // The server cancelled us (queue deleted): come back on a new channel, which re-declares it.
-        if (!consumer.stopped && connection) void startConsumer(connection, consumer).catch(() => {});
-        return;
-      }
-      consumer.deliver(toDelivery(channel, message));
-    });
-    consumer.tag = reply.consumerTag;
-  }
-
-  function toDelivery(channel: Channel, message: ConsumeMessage): Delivery {
-    let settled = false;
-    // An ack on a channel that died is void: RabbitMQ redelivers the message anyway, so do nothing.
-    const settle = (action: () => void) => async () => {
-      if (settled) return;
-      settled = true;
-      try {
-        action();
-      } catch {
-        // channel closed in between: the broker requeued the message
-      }
-    };
-    return {
-      body: message.content,
-      headers: stringHeaders(message.properties.headers),
-      redelivered: message.fields.redelivered,
-      ack: settle(() => channel.ack(message)),
-      release: settle(() => channel.nack(message, false, true)),
-    };
-  }
-
-  const baseProperties = {
-    persistent: true,
-    ...(settings.appId === undefined ? {} : { appId: settings.appId }),
-  };
-
-  /**
-   * Publishes a batch with confirms; resolves with one outcome per message. One timer and one promise per batch,
-   * not per message: per-message allocations cost several percent of throughput.
-   */
-  async function publishBatch(
-    channel: ConfirmChannel,
-    exchange: string,
-    routingKey: string,
-    batch: readonly { readonly body: Uint8Array; readonly headers: Readonly<Record<string, unknown>> }[],
-  ): Promise<SendOutcome[]> {
-    const outcomes = new Array<SendOutcome | undefined>(batch.length);
-    let remaining = batch.length;
-    let done!: () => void;
-    const all = new Promise<void>((resolve) => (done = resolve));
-    const settle = (i: number, outcome: SendOutcome) => {
-      if (outcomes[i] !== undefined) return;
-      outcomes[i] = outcome;
-      if (--remaining === 0) done();
-    };
-    const timer = setTimeout(() => {
-      const late = fail(`no publisher confirm within ${settings.confirmTimeoutMs} ms`);
-      for (let i = 0; i < batch.length; i++) settle(i, { ok: false, retryable: true, error: late });
-    }, settings.confirmTimeoutMs);
-    for (let i = 0; i < batch.length && remaining > 0; i++) {
-      const { body, headers } = batch[i]!;
-      const content = Buffer.isBuffer(body)
-        ? body
-        : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
-      const properties = Object.keys(headers).length > 0 ? { ...baseProperties, headers } : baseProperties;
-      let writable = true;
-      try {
-        writable = channel.publish(exchange, routingKey, content, properties, (error) => {
-          settle(
-            i,
-            error
-              ? {
-                  ok: false,
-                  retryable: settings.bufferUnpublished,
-                  error: fail(`broker refused the message: ${describe(error)}`, error),
-                }
-              : ACCEPTED,
-          );
-        });
-      } catch (error) {
-        settle(i, { ok: false, retryable: settings.bufferUnpublished, error: fail(describe(error), error) });
-      }
-      // amqplib buffers without limit when the socket is slow: wait for it to drain, as a careful client does.
-      if (!writable) await drained(channel);
-    }
-    await all;
-    clearTimeout(timer);
-    return outcomes as SendOutcome[];
-  }
-
-  const unavailable = (): SendOutcome => ({
+  const notSent = (error: Error): SendOutcome => ({
     ok: false,
     retryable: settings.bufferUnpublished,
-    error: fail(
-      settings.bufferUnpublished
-        ? 'not connected'
-        : 'not connected (should_keep_unpublished_messages is false / raise_on_failure is true: not buffered)',
-    ),
+    error,
   });
+
+  /** The exchange, then every queue bound to it that this driver knows: a queue that fails is that queue's problem. */
+  async function declareTopology(model: ChannelModel): Promise<void> {
+    let channel = await openChannel(model);
+    await channel.assertExchange(settings.exchange, 'fanout', EXCHANGE).catch((error: unknown) => {
+      throw fail(
+        `cannot declare the exchange "${settings.exchange}" (fanout, not durable, as Rasa does): ${describe(error)}`,
+        error,
+      );
+    });
+    for (const queue of new Set([...settings.queues, ...bound.keys()])) {
+      try {
+        await declareQueue(channel, queue);
+      } catch (error) {
+        warn(
+          `[parley] [amqp] queue "${queue}" not declared: ${describe(error)}; its subscriptions fail until it is fixed`,
+        );
+        channel = await openChannel(model); // RabbitMQ closed that one
+      }
+    }
+    await channel.close().catch(() => {});
+  }
+
+  async function declareQueue(channel: Channel, queue: string, flags: Options.AssertQueue = QUEUE) {
+    await channel.assertQueue(queue, flags);
+    await channel.bindQueue(queue, settings.exchange, '');
+  }
+
+  /** A confirm channel on the topology (declared again: a deleted exchange or binding comes back with it). */
+  function openPublisher(model: ChannelModel): Promise<ConfirmPublisher> {
+    const opening = (async () => {
+      await declareTopology(model);
+      return new ConfirmPublisher(await model.createConfirmChannel(), settings, learnt, (error) => {
+        if (publishing === opening) publishing = undefined;
+        if (error && connection === model && !closing) {
+          warn(`[parley] [amqp] RabbitMQ closed the publish channel (${describe(error)}); opening another`);
+        }
+      });
+    })();
+    publishing = opening;
+    opening.catch(() => {
+      if (publishing === opening) publishing = undefined;
+    });
+    return opening;
+  }
+
+  /** A channel of its own per consumer: RabbitMQ closing it (a 406, consumer_timeout) touches nothing else. */
+  async function startConsumer(model: ChannelModel, options: DriverConsumeOptions, sink: ConsumerSink) {
+    const { group, readAhead, ephemeral = false } = options;
+    if (ephemeral && settings.queues.includes(group)) {
+      throw new BrokerConfigError(
+        'amqp',
+        `group "${group}" is one of queues (durable, Rasa's): it cannot be ephemeral`,
+      );
+    }
+    const queue = queueOf(settings, group);
+    const deadQueue = settings.deadLetterQueue(queue);
+    if (ephemeral) throwaway.add(deadQueue);
+    const channel = await openChannel(model);
+    // One signal for every delivery of the channel, each with its listener in core: no listener limit.
+    const state: ChannelState = { channel, open: true, error: undefined, revoked: new AbortController() };
+    setMaxListeners(0, state.revoked.signal);
+    let consuming = false; // and not stopped by core: only then is a closed channel news for core
+    channel.on('error', (e: Error) => (state.error = e));
+    channel.on('close', () => {
+      state.open = false;
+      consumers.delete(channel);
+      state.revoked.abort(state.error ?? new Error('channel closed'));
+      // RabbitMQ closed this channel alone (consumer_timeout, a refused ack): core resumes the consumer (and names
+      // the group). A lost connection closes it without an error, and is reported once, by the connection.
+      const { error } = state;
+      if (error && consuming && !closing) sink.lost(fail(describe(error), error));
+    });
+    let consumerTag: string;
+    try {
+      await channel.prefetch(readAhead);
+      await declareQueue(channel, queue, ephemeral ? EPHEMERAL : QUEUE);
+      await channel.assertQueue(deadQueue, ephemeral ? EPHEMERAL : QUEUE);
+      deadQueues.add(deadQueue);
+      ({ consumerTag } = await channel.consume(queue, (message) => {
+        if (message) return sink.deliver(toDelivery(state, message));
+        // RabbitMQ cancelled the consumer (its queue was deleted): a new consume declares it again.
+        if (!consuming) return;
+        consuming = false;
+        sink.lost(fail(`RabbitMQ cancelled the consumer (queue "${queue}" deleted?)`));
+        void channel.close().catch(() => {});
+      }));
+    } catch (failure) {
+      if (state.open) await channel.close().catch(() => {});
+      if (connection !== model)
+        throw fail(`connection lost while subscribing: ${describe(failure)}`, failure);
+      // The connection is fine: this group's own problem (its queue declared elsewhere with other arguments, say).
+      const hint = (failure as { code?: unknown }).code === 406 ? QUEUE_HINT : '';
+      throw new ParleyError(
+        `cannot consume group "${group}" from queue "${queue}": ${describe(failure)}${hint}`,
+        'SUBSCRIPTION_FAILED',
+        {
+          scope: 'amqp',
+          cause: failure,
+        },
+      );
+    }
+    consuming = true;
+    consumers.add(channel);
+    // An ephemeral group's queue goes with its connection: nothing to bind again on the next one.
+    let detached = ephemeral;
+    if (!ephemeral) bound.set(queue, (bound.get(queue) ?? 0) + 1);
+    return {
+      // Both wait for RabbitMQ at most CLOSE_WAIT_MS: what it holds goes back to the queue whether or not it
+      // answers, and a dead network must not hold a close for long.
+      async stop() {
+        consuming = false;
+        if (state.open) await answered(channel.cancel(consumerTag));
+      },
+      async close() {
+        consuming = false;
+        if (!detached) {
+          detached = true;
+          const left = (bound.get(queue) ?? 1) - 1;
+          if (left > 0) bound.set(queue, left);
+          else bound.delete(queue);
+        }
+        // Closing the channel hands every unacknowledged delivery back to the queue.
+        if (state.open) await answered(channel.close());
+      },
+    } satisfies DriverConsumer;
+  }
 
   return {
     name: 'amqp',
@@ -278,6 +246,7 @@ export function amqpDriver(
     destination: settings.exchange,
     defaultFormat: 'python',
     defaultGroup: settings.queues[0] ?? 'rasa_core_events',
+    limits: { maxMessageBytes: settings.maxMessageBytes },
     client: {
       get connection() {
         return connection;
@@ -285,62 +254,106 @@ export function amqpDriver(
       settings,
     },
 
-    async connect() {
-      if (closing) throw fail('closed');
-      if (connection) return;
-      await open();
+    async connect(session: ConnectSession) {
+      let lastError: unknown;
+      for (let i = 0; i < settings.urls.length; i++) {
+        if (closing || session.signal.aborted) throw new BrokerClosedError('amqp');
+        const index = (nextUrl + i) % settings.urls.length;
+        let model: ChannelModel | undefined;
+        const abandon = () => model && destroy(model);
+        session.signal.addEventListener('abort', abandon, { once: true });
+        try {
+          model = await connect(withHeartbeat(settings.urls[index]!, settings.heartbeat), {
+            // Nagle's algorithm holds small frames back for ~40 ms: confirms and acks are small frames.
+            noDelay: true,
+            timeout: CONNECT_TIMEOUT_MS,
+            ...settings.socketOptions,
+            clientProperties: { connection_name: `parley-amqp-${process.pid}` },
+          });
+          const opened = model;
+          let dead = false;
+          opened.on('error', () => {}); // 'close' follows, with the reason
+          opened.on('close', (error?: Error) => {
+            dead = true;
+            if (connection !== opened) return;
+            connection = undefined;
+            publishing = undefined;
+            deadQueues.clear();
+            const why = describe(error ?? 'closed by the server');
+            if (!closing) session.lost(fail(`connection to ${settings.safeUrls[index]} lost: ${why}`, error));
+          });
+          if (closing || session.signal.aborted) throw new BrokerClosedError('amqp');
+          await openPublisher(opened);
+          if (closing || session.signal.aborted || dead) throw fail('connection closed while connecting');
+          connection = opened;
+          nextUrl = index;
+          return;
+        } catch (error) {
+          lastError = error;
+          publishing = undefined;
+          if (model) await destroy(model);
+        } finally {
+          session.signal.removeEventListener('abort', abandon);
+        }
+      }
+      if (lastError instanceof ParleyError) throw lastError;
+      throw fail(`cannot connect to ${settings.safeUrls.join(', ')}: ${describe(lastError)}`, lastError);
     },
 
-    async send(batch: readonly OutgoingMessage[]) {
-      const channel = publishChannel;
-      if (!channel) return batch.map(unavailable);
-      return publishBatch(channel, settings.exchange, '', batch);
+    async send(batch) {
+      const model = connection;
+      if (!model) return batch.map(() => notSent(fail('not connected')));
+      let publisher: ConfirmPublisher;
+      try {
+        publisher = await (publishing ?? openPublisher(model));
+      } catch (error) {
+        return batch.map(() => notSent(fail(`cannot open a publish channel: ${describe(error)}`, error)));
+      }
+      return publisher.publish(settings.exchange, '', batch);
     },
 
-    async consume(options, deliver): Promise<DriverConsumer> {
-      const consumer: ActiveConsumer = {
-        options,
-        deliver,
-        channel: undefined,
-        tag: undefined,
-        stopped: false,
-      };
-      consumers.add(consumer);
-      if (connection) await startConsumer(connection, consumer);
-      return {
-        async stop() {
-          consumer.stopped = true;
-          if (consumer.channel && consumer.tag) await consumer.channel.cancel(consumer.tag).catch(() => {});
-        },
-        async close() {
-          consumer.stopped = true;
-          consumers.delete(consumer);
-          // Closing the channel hands every unacknowledged delivery back to the queue.
-          await bounded(consumer.channel?.close());
-        },
-      };
+    async consume(options, sink) {
+      const model = connection;
+      if (!model) throw fail('not connected');
+      return startConsumer(model, options, sink);
     },
 
     async deadLetter(deadLetter: DeadLetter) {
-      const channel = publishChannel;
-      if (!channel) throw fail('not connected: cannot store the dead letter');
+      const model = connection;
+      if (!model)
+        throw fail('not connected: the dead letter was not stored (the message stays in its queue)');
       const queue = settings.deadLetterQueue(queueOf(settings, deadLetter.group));
-      const headers: Record<string, unknown> = {
-        ...deadLetter.headers,
-        'x-parley-reason': deadLetter.reason,
-        'x-parley-error': deadLetter.error.message.slice(0, 4_000),
-        'x-parley-error-name': deadLetter.error.name,
-        'x-parley-attempts': deadLetter.attempts,
-        'x-parley-group': deadLetter.group,
-        'x-parley-failed-at': deadLetter.failedAt,
-        ...(deadLetter.senderId === undefined ? {} : { 'x-parley-sender-id': deadLetter.senderId }),
+      if (!deadQueues.has(queue)) {
+        const channel = await openChannel(model);
+        await channel
+          .assertQueue(queue, throwaway.has(queue) ? EPHEMERAL : QUEUE)
+          .catch((error: unknown) => {
+            throw fail(`cannot declare the dead-letter queue "${queue}": ${describe(error)}`, error);
+          })
+          .finally(() => channel.close().catch(() => {}));
+        deadQueues.add(queue);
+      }
+      const id = `dl-${randomUUID()}`;
+      // Mandatory: a dead-letter queue deleted meanwhile must fail the dead letter, not swallow it.
+      const store = async (headers: Record<string, string>) => {
+        const publisher = await (publishing ?? openPublisher(model));
+        return (await publisher.publish('', queue, [{ ...deadLetter, id, headers }], true))[0]!;
       };
-      // To the default exchange, routed by queue name: the dead-letter queue is not bound to Rasa's exchange.
-      const [outcome] = await publishBatch(channel, '', queue, [{ body: deadLetter.body, headers }]);
-      if (outcome && !outcome.ok) throw outcome.error;
+      let outcome = await store(deadLetterHeaders(deadLetter));
+      // Original headers too large to encode with it must not keep the dead letter out: its bytes and error go.
+      if (!outcome.ok && !outcome.retryable)
+        outcome = await store(deadLetterHeaders({ ...deadLetter, headers: {} }));
+      if (outcome.ok) return;
+      deadQueues.delete(queue); // declared again next time
+      throw outcome.error;
     },
 
-    isReady: () => !closing && connection !== undefined && publishChannel !== undefined,
+    deadLetters: amqpDeadLetters(settings, () => {
+      if (!connection) throw fail('not connected');
+      return connection;
+    }),
+
+    isReady: () => !closing && connection !== undefined,
 
     async health() {
       return {
@@ -356,24 +369,92 @@ export function amqpDriver(
       if (closing) return;
       closing = true;
       const model = connection;
-      for (const consumer of consumers) await bounded(consumer.channel?.close());
-      consumers.clear();
-      await bounded(publishChannel?.close());
-      // A connection whose socket already died never gets the server's close-ok: end the socket ourselves.
-      if (model && !(await bounded(model.close()))) socketOf(model)?.destroy();
       connection = undefined;
-      publishChannel = undefined;
+      publishing = undefined;
+      if (model) await destroy(model);
     },
   };
 }
 
+/** A consumer's channel as its deliveries see it. */
+interface ChannelState {
+  readonly channel: Channel;
+  open: boolean;
+  /** Why RabbitMQ closed it ('error' comes before 'close'); none when the connection went. */
+  error: Error | undefined;
+  /** Aborted when the channel closes: RabbitMQ takes back what it delivered on it. */
+  readonly revoked: AbortController;
+}
+
+function toDelivery(state: ChannelState, message: Message): Delivery {
+  const { channel } = state;
+  let settled = false;
+  const count = message.properties.headers?.['x-delivery-count'];
+  return {
+    id: idOf(message),
+    body: message.content,
+    headers: stringHeaders(message.properties.headers),
+    redelivered: message.fields.redelivered,
+    ...(typeof count === 'number' ? { deliveryCount: count + 1 } : {}),
+    revoked: state.revoked.signal,
+    async ack() {
+      if (settled) return;
+      settled = true;
+      // An ack written to a dead channel is void: RabbitMQ delivers the message again, so it does not count.
+      try {
+        if (state.open) return channel.ack(message);
+      } catch {
+        // closing under us: as void as a closed one
+      }
+      const why = describe(state.error ?? 'its connection was lost');
+      throw new ConnectionError(
+        'amqp',
+        `not acknowledged: its channel closed (${why}); RabbitMQ delivers it again`,
+      );
+    },
+    async release() {
+      if (settled) return;
+      settled = true;
+      try {
+        if (state.open) channel.nack(message, false, true);
+      } catch {
+        // closing under us: RabbitMQ hands back what a closed channel held
+      }
+    },
+  };
+}
+
+async function openChannel(model: ChannelModel): Promise<Channel> {
+  const channel = await model.createChannel();
+  channel.on('error', () => {}); // 'close' follows; whoever needs the reason listens too
+  return channel;
+}
+
+/** Resolves true once `request` settled, false when RabbitMQ has not answered within CLOSE_WAIT_MS. */
+async function answered(request: Promise<unknown>): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const settled = request.then(
+    () => true,
+    () => true,
+  );
+  const late = new Promise<boolean>(
+    (resolve) => (timer = setTimeout(() => resolve(false), CLOSE_WAIT_MS).unref()),
+  );
+  const done = await Promise.race([settled, late]);
+  clearTimeout(timer);
+  return done;
+}
+
 /**
- * The queue a group reads. Rasa's `queues` keep their names, so Parley and Rasa's consumers share them; any other
- * group gets a queue of its own exchange, `<exchange_name>.<group>`, because RabbitMQ queue names are global to
- * a vhost and a group must not mix the events of two exchanges.
+ * Closes a connection, waiting at most CLOSE_WAIT_MS for RabbitMQ's close-ok (which a dead network never sends),
+ * then destroys the socket with an error: amqplib clears its heartbeat timers only on 'error' or 'end', and those
+ * timers would keep the process alive.
  */
-export function queueOf(settings: Pick<AmqpSettings, 'queues' | 'exchange'>, group: string): string {
-  return settings.queues.includes(group) ? group : `${settings.exchange}.${group}`;
+async function destroy(model: ChannelModel): Promise<void> {
+  if (await answered(model.close())) return;
+  const socket = (model as unknown as { connection?: { stream?: { destroy(error?: Error): void } } })
+    .connection?.stream;
+  socket?.destroy(new Error('RabbitMQ did not answer the close'));
 }
 
 /** Options of `amqpBroker`: Rasa's pika keys as in endpoints.yml, plus Parley's broker options. */
@@ -410,13 +491,16 @@ function fromConfig(
   const settings = resolveAmqpSettings(config, { warn });
   return defineBroker(amqpDriver(settings, warn), {
     onWarning: warn,
-    // Rasa's first-connection policy: connection_attempts tries, retry_delay_in_seconds apart.
+    // Rasa's connection policy: connection_attempts tries, retry_delay_in_seconds apart.
     reconnect: options.reconnect ?? {
       initialMs: settings.retryDelayMs,
       maxMs: settings.retryDelayMs,
       factor: 1,
     },
     connectAttempts: settings.connectionAttempts,
+    // should_keep_unpublished_messages: false / raise_on_failure: true: a publish fails with the connection.
+    bufferWhileDisconnected: settings.bufferUnpublished,
+    maxBodyBytes: settings.maxMessageBytes,
     ...(options.maxBatch === undefined ? {} : { maxBatch: options.maxBatch }),
     ...(settings.bufferSize === undefined ? {} : { bufferSize: settings.bufferSize }),
     ...(settings.prefetch === undefined ? {} : { concurrency: settings.prefetch }),
@@ -428,66 +512,4 @@ function withHeartbeat(url: string, heartbeat: number): string {
   const parsed = new URL(url);
   if (!parsed.searchParams.has('heartbeat')) parsed.searchParams.set('heartbeat', String(heartbeat));
   return parsed.toString();
-}
-
-/**
- * Waits for a close, at most `ms`: amqplib waits for the server's close-ok, which never comes on a dead socket.
- * Resolves true when it completed in time.
- */
-async function bounded(closing: Promise<unknown> | undefined, ms = 2_000): Promise<boolean> {
-  if (!closing) return true;
-  let timer: NodeJS.Timeout | undefined;
-  const done = await Promise.race([
-    closing.then(
-      () => true,
-      () => true,
-    ),
-    new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms))),
-  ]);
-  clearTimeout(timer);
-  return done;
-}
-
-function socketOf(model: ChannelModel): { destroy(): void } | undefined {
-  return (model as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream;
-}
-
-const ACCEPTED: SendOutcome = { ok: true };
-const drains = new WeakMap<Channel, Promise<void>>();
-
-/** Resolves when the channel can take more writes, or is gone (then the confirms report the failure). */
-function drained(channel: Channel): Promise<void> {
-  let waiting = drains.get(channel);
-  if (!waiting) {
-    waiting = new Promise<void>((resolve) => {
-      const done = () => {
-        channel.off('drain', done);
-        channel.off('close', done);
-        drains.delete(channel);
-        resolve();
-      };
-      channel.once('drain', done);
-      channel.once('close', done);
-    });
-    drains.set(channel, waiting);
-  }
-  return waiting;
-}
-
-function stringHeaders(headers: Record<string, unknown> | undefined): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [key, value] of Object.entries(headers ?? {})) {
-    out[key] = Buffer.isBuffer(value)
-      ? value.toString('utf8')
-      : typeof value === 'string'
-        ? value
-        : JSON.stringify(value);
-  }
-  return out;
-}
-
-function describe(error: unknown): string {
-  if (error instanceof ParleyError) return error.message;
-  const message = error instanceof Error ? error.message : String(error);
-  return redactUrl(message);
 }

@@ -8,6 +8,6 @@ export {
   amqpBroker,
   amqpDriver,
   fromEndpointConfig,
-  queueOf,
 } from './amqp.js';
 export { type AmqpOptions, type AmqpSettings, redactUrl, resolveAmqpSettings } from './options.js';
+export { queueOf } from './wire.js';

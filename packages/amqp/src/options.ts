@@ -58,6 +58,11 @@ export interface AmqpSettings {
   readonly prefetch: number | undefined;
   /** Publish buffer (`buffer_size`). */
   readonly bufferSize: number | undefined;
+  /**
+   * The largest message body, in bytes (`max_message_size`, 16 MiB: RabbitMQ's default since 4.0). A bigger
+   * publish rejects at once; a bigger delivery is dead-lettered unparsed.
+   */
+  readonly maxMessageBytes: number;
   /** Wire format (`format`, default python: the bytes Rasa writes). */
   readonly format: WireFormat | undefined;
 }
@@ -85,6 +90,8 @@ export interface AmqpOptions {
   readonly prefetch?: number | string;
   readonly buffer_size?: number | string;
   readonly confirm_timeout_in_seconds?: number | string;
+  /** Parley: the largest message body in bytes (default 16 MiB, RabbitMQ's `max_message_size` default). */
+  readonly max_message_size?: number | string;
   /** The dead-letter queue name; `{group}` stands for the consumer group (default `{group}.dead-letter`). */
   readonly dead_letter_queue?: string;
   readonly format?: WireFormat;
@@ -163,6 +170,7 @@ export function resolveAmqpSettings(config: BrokerConfig, context: ResolveContex
   const prefetch = o.integer('prefetch', { min: 1 });
   const bufferSize = o.integer('buffer_size', { min: 1 });
   const confirmTimeout = o.number('confirm_timeout_in_seconds', 30, { min: 0 });
+  const maxMessageBytes = o.integer('max_message_size', 16 * 1024 * 1024, { min: 1 });
   const deadLetter = o.string('dead_letter_queue', '{group}.dead-letter');
   const format = o.oneOf<WireFormat>('format', ['python', 'compact']);
   o.done({
@@ -326,6 +334,7 @@ export function resolveAmqpSettings(config: BrokerConfig, context: ResolveContex
     deadLetterQueue: (group) => deadLetter.replaceAll('{group}', group),
     prefetch,
     bufferSize,
+    maxMessageBytes,
     format,
   });
 }
@@ -352,6 +361,7 @@ class ResolvedSettings implements AmqpSettings {
   readonly deadLetterQueue!: (group: string) => string;
   readonly prefetch!: number | undefined;
   readonly bufferSize!: number | undefined;
+  readonly maxMessageBytes!: number;
   readonly format!: WireFormat | undefined;
 
   constructor(

@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process';
 import { startFaultProxy } from '@parley/conformance';
 import {
   type AnyEvent,
@@ -12,7 +11,8 @@ import {
 import { type ChannelModel, connect, type GetMessage } from 'amqplib';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { amqpBroker } from '../src/index.js';
-import { AMQP_URL, deleteQueuesWithPrefix } from './support.js';
+import { restartApp } from './own-node.js';
+import { AMQP_URL, deleteQueuesWithPrefix, ownNode } from './support.js';
 
 const prefix = `amqp-test-${process.pid}-`;
 let n = 0;
@@ -258,7 +258,7 @@ describe('reliability', () => {
     );
   });
 
-  it('fails fast instead of buffering with should_keep_unpublished_messages: false', async () => {
+  it('fails fast instead of buffering with should_keep_unpublished_messages: false, before the first connection too', async () => {
     const { exchange, queue } = names();
     const proxy = await startFaultProxy({
       upstream: { host: new URL(AMQP_URL).hostname, port: Number(new URL(AMQP_URL).port || 5672) },
@@ -270,13 +270,29 @@ describe('reliability', () => {
           exchange_name: exchange,
           queues: [queue],
           should_keep_unpublished_messages: false,
+          retry_delay_in_seconds: 0.2,
           ...quiet,
         }),
       );
       await broker.ready();
       await proxy.cut();
       await new Promise((r) => setTimeout(r, 300));
-      await expect(broker.publish({ sender_id: 's', ...slotSet('a', 1) })).rejects.toThrow('not buffered');
+      const started = Date.now();
+      await expect(broker.publish({ sender_id: 's', ...slotSet('a', 1) })).rejects.toThrow(
+        /cannot connect to amqp:\/\/guest:<redacted>@127\.0\.0\.1:\d+/,
+      );
+      expect(Date.now() - started).toBeLessThan(2_000);
+      // Never connected at all: the same.
+      const never = track(
+        amqpBroker({
+          url: `amqp://guest:guest@${proxy.address}`,
+          exchange_name: exchange,
+          queues: [queue],
+          raise_on_failure: true,
+          ...quiet,
+        }),
+      );
+      await expect(never.publish({ sender_id: 's', ...slotSet('a', 1) })).rejects.toThrow(/cannot connect/);
     } finally {
       await proxy.close();
     }
@@ -346,6 +362,31 @@ describe('groups', () => {
   });
 });
 
+describe('ephemeral groups', () => {
+  it('consume from an exclusive, auto-delete queue that is gone once the subscription closes', async () => {
+    const { exchange, queue } = names();
+    const broker = track(amqpBroker({ url: AMQP_URL, exchange_name: exchange, queues: [queue], ...quiet }));
+    const c = collector(1);
+    const sub = broker.subscribe(c.handler, { group: 'demo', ephemeral: true });
+    await sub.ready;
+    await broker.publish({ sender_id: 's', ...slotSet('a', 1) });
+    await c.all;
+    await sub.close();
+    // The queue went with its last consumer; the dead-letter queue is the broker connection's until it closes.
+    await expect((await rawChannel()).checkQueue(`${exchange}.demo`)).rejects.toThrow(/404/);
+    await expect((await rawChannel()).checkQueue(`${exchange}.demo.dead-letter`)).rejects.toThrow(/405/);
+    await broker.close();
+    await expect((await rawChannel()).checkQueue(`${exchange}.demo.dead-letter`)).rejects.toThrow(/404/);
+  });
+
+  it("refuses one of Rasa's queues as an ephemeral group", async () => {
+    const { exchange, queue } = names();
+    const broker = track(amqpBroker({ url: AMQP_URL, exchange_name: exchange, queues: [queue], ...quiet }));
+    const sub = broker.subscribe(() => {}, { group: queue, ephemeral: true });
+    await expect(sub.ready).rejects.toThrow(/is one of queues .*cannot be ephemeral/);
+  });
+});
+
 describe('dead letters', () => {
   it('go to <group>.dead-letter with the original bytes, the error and the attempt count in headers', async () => {
     const { exchange, queue } = names();
@@ -365,7 +406,7 @@ describe('dead letters', () => {
     expect(m!.properties.headers).toMatchObject({
       'x-parley-reason': 'handler-failed',
       'x-parley-error': 'handler exploded',
-      'x-parley-attempts': 3,
+      'x-parley-attempts': '3',
       'x-parley-group': queue,
       'x-parley-sender-id': 'dl',
     });
@@ -373,22 +414,155 @@ describe('dead letters', () => {
   });
 });
 
-describe('RabbitMQ restart', () => {
+describe('dead letters through the contract: deadLetters() and redrive()', () => {
+  it("lists a group's dead letters without consuming them, and redrives the chosen ones to that group only", async () => {
+    const { exchange, queue } = names();
+    const broker = track(amqpBroker({ url: AMQP_URL, exchange_name: exchange, queues: [queue], ...quiet }));
+    const other = collector(1);
+    await broker.subscribe(other.handler, { group: 'other' }).ready;
+    let failing = true;
+    const handled: number[] = [];
+    const sub = broker.subscribe(
+      (e) => {
+        if (failing) throw new Error(`no ${e.event === 'slot' ? String(e.value) : ''}`);
+        handled.push(e.event === 'slot' ? Number(e.value) : -1);
+      },
+      { maxAttempts: 1 },
+    );
+    await sub.ready;
+    for (let i = 0; i < 3; i++)
+      await broker.publish({ sender_id: 'dl', ...slotSet('n', i) }, { headers: { k: `v${i}` } });
+    await expect.poll(() => sub.stats.deadLettered, { timeout: 10_000 }).toBe(3);
+    await other.all;
+
+    const letters = await broker.deadLetters(queue);
+    expect(letters.map((l) => [l.reason, l.error.message, l.attempts, l.senderId, l.headers])).toEqual(
+      [0, 1, 2].map((i) => ['handler-failed', `no ${i}`, 1, 'dl', { k: `v${i}` }]),
+    );
+    expect(new Set(letters.map((l) => l.id)).size).toBe(3);
+    expect(letters.every((l) => l.id.startsWith('dl-') && l.messageId !== '' && l.group === queue)).toBe(
+      true,
+    );
+    // Listing took nothing: a second look sees the same, in the same order.
+    expect((await broker.deadLetters(queue)).map((l) => l.id)).toEqual(letters.map((l) => l.id));
+
+    failing = false;
+    expect(await broker.redrive({ group: queue, ids: [letters[0]!.id, letters[2]!.id] })).toEqual({
+      redriven: 2,
+    });
+    await expect.poll(() => [...handled].sort(), { timeout: 10_000 }).toEqual([0, 2]);
+    expect((await broker.deadLetters(queue)).map((l) => l.id)).toEqual([letters[1]!.id]);
+    // The other group got each event once, when it was published: a redrive goes to its own group only.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(other.seen).toHaveLength(3);
+    await expect(broker.redrive({ group: queue, ids: ['nope'] })).rejects.toThrow(
+      /no dead letter of group .* has the id "nope"/,
+    );
+    expect(await broker.redrive({ group: queue })).toEqual({ redriven: 1 });
+    await expect.poll(() => [...handled].sort(), { timeout: 10_000 }).toEqual([0, 1, 2]);
+    expect(await broker.deadLetters(queue)).toEqual([]);
+  });
+
+  it('a group with no dead-letter queue yet has no dead letters', async () => {
+    const { exchange, queue } = names();
+    const broker = track(amqpBroker({ url: AMQP_URL, exchange_name: exchange, queues: [queue], ...quiet }));
+    expect(await broker.deadLetters('never-consumed')).toEqual([]);
+  });
+});
+
+describe('deliveries', () => {
+  it('carry the message id Parley published with; a foreign message without one gets a hash of its bytes, stable across redeliveries', async () => {
+    const { exchange, queue } = names();
+    const broker = track(amqpBroker({ url: AMQP_URL, exchange_name: exchange, queues: [queue], ...quiet }));
+    const ids: [string, boolean][] = [];
+    const sub = broker.subscribe(
+      (_e, context) => {
+        ids.push([context.id, context.redelivered]);
+        if (ids.length === 2) throw new Error('once more');
+      },
+      { maxAttempts: 2, backoff: { initialMs: 10, maxMs: 10 } },
+    );
+    await sub.ready;
+    const tap = await rawChannel();
+    const { queue: tapQueue } = await tap.assertQueue('', { exclusive: true });
+    await tap.bindQueue(tapQueue, exchange, '');
+    await broker.publish({ sender_id: 's', ...slotSet('a', 1) });
+    const [sent] = await getAll(tapQueue, 1);
+    tap.publish(
+      exchange,
+      '',
+      Buffer.from('{"sender_id": "s", "event": "slot", "timestamp": 1.0, "name": "b", "value": 2}'),
+    );
+    await expect.poll(() => ids.length, { timeout: 10_000 }).toBe(3);
+    expect(ids[0]![0]).toBe(sent!.properties.messageId);
+    expect(ids[1]![0]).toMatch(/^sha256:[0-9a-f]{32}$/);
+    expect(ids[2]![0]).toBe(ids[1]![0]); // tried again in-process: the same message
+    await tap.close();
+  });
+
+  it("declares ordering: 'consumer': two consumers of one queue may handle one sender at once", async () => {
+    const { exchange, queue } = names();
+    const broker = track(amqpBroker({ url: AMQP_URL, exchange_name: exchange, queues: [queue], ...quiet }));
+    expect(broker.capabilities).toMatchObject({ ordering: 'consumer', retry: 'in-process', redrive: true });
+    let running = 0;
+    let most = 0;
+    const done = collector(10);
+    const handler = async (e: EventEnvelope<AnyEvent>) => {
+      most = Math.max(most, ++running);
+      await new Promise((r) => setTimeout(r, 50));
+      running--;
+      done.handler(e);
+    };
+    await Promise.all([broker.subscribe(handler).ready, broker.subscribe(handler).ready]);
+    for (let i = 0; i < 10; i++) await broker.publish({ sender_id: 'one', ...slotSet('n', i) });
+    await done.all;
+    // Each consumer keeps the sender to one at a time; RabbitMQ gives the queue to both.
+    expect(most).toBe(2);
+  });
+});
+
+describe("RabbitMQ restart (on the tests' own node)", () => {
   it('reconnects after rabbitmqctl stop_app / start_app and resumes consuming', async () => {
+    const node = ownNode();
     const { exchange, queue } = names();
     const broker = track(
-      amqpBroker({ url: AMQP_URL, exchange_name: exchange, queues: [queue], heartbeat: 2, ...quiet }),
+      amqpBroker({ url: node.url, exchange_name: exchange, queues: [queue], heartbeat: 2, ...quiet }),
     );
     const c = collector(2);
     const sub = broker.subscribe(c.handler);
     await sub.ready;
     await broker.publish({ sender_id: 's', ...slotSet('before', 1) });
-    execFileSync('rabbitmqctl', ['stop_app'], { stdio: 'ignore' });
+    const restarting = restartApp(node.node);
+    await expect.poll(() => broker.isReady(), { timeout: 20_000 }).toBe(false);
+    // Published while RabbitMQ is down: buffered, sent once it is back.
     const during = broker.publish({ sender_id: 's', ...slotSet('during', 2) });
-    execFileSync('rabbitmqctl', ['start_app'], { stdio: 'ignore' });
-    execFileSync('rabbitmqctl', ['await_startup'], { stdio: 'ignore' });
+    await restarting;
     await during;
     await c.all;
     expect(c.seen.map((e) => (e.event === 'slot' ? e.name : ''))).toContain('during');
+    await expect.poll(() => sub.stats.resumed).toBe(1);
+  }, 90_000);
+
+  it("a publisher that reconnects first does not lose its process's groups: Rasa's exchange and bindings are gone after a restart", async () => {
+    const node = ownNode();
+    const { exchange, queue } = names();
+    const options = { url: node.url, exchange_name: exchange, queues: [queue], ...quiet };
+    // Two brokers of one process; the publisher comes back long before the subscriber.
+    const publisher = track(amqpBroker({ ...options, retry_delay_in_seconds: 0.2 }));
+    const subscriber = track(amqpBroker({ ...options, retry_delay_in_seconds: 4 }));
+    const got = new Set<number>();
+    const sub = subscriber.subscribe((e) => void got.add(e.event === 'slot' ? Number(e.value) : -1), {
+      group: 'not-in-queues',
+    });
+    await sub.ready;
+    const restarting = restartApp(node.node);
+    const publishes: Promise<void>[] = [];
+    for (let i = 0; i < 20; i++) {
+      publishes.push(publisher.publish({ sender_id: 's', ...slotSet('n', i) }));
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    await Promise.all([...publishes, restarting]);
+    await expect.poll(() => got.size, { timeout: 20_000 }).toBe(20);
+    await expect.poll(() => sub.stats.resumed).toBe(1);
   }, 90_000);
 });

@@ -1,9 +1,17 @@
-import { execFileSync } from 'node:child_process';
+/**
+ * The conformance suite, against the tests' own RabbitMQ node (own-node.ts): its chaos cases restart the broker,
+ * which must never happen to the shared one, and its load stays off it too.
+ */
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { runConformance } from '@parley/conformance';
 import { type Channel, type ChannelModel, connect } from 'amqplib';
 import { afterAll } from 'vitest';
 import { amqpBroker, queueOf } from '../src/index.js';
-import { AMQP_URL, deleteQueuesWithPrefix, rasaExchange } from './support.js';
+import { restartApp } from './own-node.js';
+import { ownNode, rasaExchange } from './support.js';
+
+const node = ownNode();
+const AMQP_URL = node.url;
 
 // The oracle: a raw amqplib client, independent of the adapter under test.
 let raw: ChannelModel | undefined;
@@ -88,18 +96,23 @@ runConformance({
     },
   },
   chaos: {
-    upstream: { host: new URL(AMQP_URL).hostname, port: Number(new URL(AMQP_URL).port || 5672) },
-    restartBroker: async () => {
-      execFileSync('rabbitmqctl', ['stop_app'], { stdio: 'ignore' });
-      await new Promise((r) => setTimeout(r, 2_000));
-      execFileSync('rabbitmqctl', ['start_app'], { stdio: 'ignore' });
-      execFileSync('rabbitmqctl', ['await_startup', '--timeout', '60'], { stdio: 'ignore' });
-    },
+    upstream: { host: node.host, port: node.port },
+    restartBroker: async () => restartApp(node.node),
+  },
+  // consumer-crash: a consumer in a child process (test/conformance-consumer.ts, through tsx), killed with SIGKILL.
+  consumerProcess: {
+    module: fileURLToPath(new URL('./conformance-consumer.ts', import.meta.url)),
+    execArgv: [
+      '--import',
+      pathToFileURL(fileURLToPath(new URL('../../../node_modules/tsx/dist/loader.mjs', import.meta.url)))
+        .href,
+    ],
+    env: { PARLEY_AMQP_URL: AMQP_URL, PARLEY_AMQP_PREFIX: prefix },
   },
   timeoutMs: 30_000,
 });
 
 afterAll(async () => {
+  // The node is stopped (and its queues gone) after the run.
   await raw?.close().catch(() => {});
-  await deleteQueuesWithPrefix(prefix);
 });

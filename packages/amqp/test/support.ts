@@ -1,5 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { type Channel, connect } from 'amqplib';
+import { inject } from 'vitest';
+import type { OwnNode } from './own-node.js';
 
 /** The RabbitMQ the tests use; scripts/services.mjs brings it up. */
 export const AMQP_URL = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
@@ -29,4 +31,11 @@ export async function deleteQueuesWithPrefix(prefix: string): Promise<void> {
   const channel = await connection.createChannel();
   for (const name of names) await channel.deleteQueue(name);
   await connection.close();
+}
+
+/** The tests' own RabbitMQ node (test/own-node.ts), for destructive tests; fails naming why it is missing. */
+export function ownNode(): OwnNode {
+  const node = inject('ownNode');
+  if ('error' in node) throw new Error(`[amqp tests] no RabbitMQ node of our own: ${node.error}`);
+  return node;
 }

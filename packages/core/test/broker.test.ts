@@ -230,6 +230,31 @@ describe('defineBroker: publishing while the broker is away', () => {
     for (const p of held) await expect(p).rejects.toMatchObject({ code: 'UNSENT_AT_CLOSE' });
   });
 
+  it("waits for a busy sender's batch to settle instead of spinning (outcomes that come with I/O, as from a network)", async () => {
+    const inner = memoryDriver({ hub: new MemoryHub(), destination: uniq() });
+    let sends = 0;
+    // A memory driver's outcomes come back within microtasks; a network broker's come with I/O, which a pump
+    // spinning on microtasks starves: the publishes then never resolve (and the process burns a core).
+    const driver: typeof inner = {
+      ...inner,
+      async send(batch) {
+        sends++;
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        return inner.send(batch);
+      },
+    };
+    const broker = defineBroker(driver, quiet);
+    await broker.ready();
+    // 20 senders: after the first batch every waiting event's sender has a batch in flight.
+    await Promise.all(
+      Array.from({ length: 2_000 }, (_, i) =>
+        broker.publish({ sender_id: `s${i % 20}`, ...slotSet('n', i) }),
+      ),
+    );
+    expect(sends).toBeGreaterThanOrEqual(4);
+    await broker.close();
+  });
+
   it('rejects invalid events at once, before buffering', async () => {
     const broker = memoryBroker({ destination: uniq(), ...quiet });
     await expect(broker.publish({ sender_id: 's', event: 'slot', timestamp: 1 } as never)).rejects.toThrow(
