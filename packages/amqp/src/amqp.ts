@@ -29,6 +29,7 @@ import {
   type DriverConsumer,
   deadLetterHeaders,
   defineBroker,
+  makeLog,
   ParleyError,
   type SendOutcome,
 } from '@parley/core';
@@ -297,6 +298,19 @@ export function amqpDriver(
         }
       }
       if (lastError instanceof ParleyError) throw lastError;
+      const refused = refusal(lastError);
+      if (refused) {
+        // Wrong credentials or no access to the vhost: no retry can fix it, so core gives up at once.
+        throw new ConnectionError(
+          'amqp',
+          `${refused} at ${settings.safeUrls.join(', ')}: ${describe(lastError)}`,
+          {
+            cause: lastError,
+            permanent: true,
+            code: 'AUTH_FAILED',
+          },
+        );
+      }
       throw fail(`cannot connect to ${settings.safeUrls.join(', ')}: ${describe(lastError)}`, lastError);
     },
 
@@ -460,16 +474,17 @@ async function destroy(model: ChannelModel): Promise<void> {
 /** Options of `amqpBroker`: Rasa's pika keys as in endpoints.yml, plus Parley's broker options. */
 export interface AmqpBrokerOptions
   extends AmqpOptions,
-    Pick<BrokerOptions, 'onWarning' | 'reconnect' | 'maxBatch'> {}
+    Pick<BrokerOptions, 'onWarning' | 'logger' | 'reconnect' | 'maxBatch'> {}
 
 /**
  * Rasa's pika event broker, for Node: `amqpBroker({ url: 'localhost', username: 'guest', password: 'guest' })`.
  * The keys are endpoints.yml's, with the same defaults.
  */
 export function amqpBroker(options: AmqpBrokerOptions): Broker<AmqpClient> {
-  const { onWarning, reconnect, maxBatch, ...keys } = options;
+  const { onWarning, logger, reconnect, maxBatch, ...keys } = options;
   return fromConfig(brokerConfig({ type: 'amqp', ...keys }, '<amqpBroker options>'), {
     onWarning,
+    logger,
     reconnect,
     maxBatch,
   });
@@ -478,19 +493,20 @@ export function amqpBroker(options: AmqpBrokerOptions): Broker<AmqpClient> {
 /** What `createBroker` calls for `type: pika` / `rabbitmq` / `amqp` in endpoints.yml. */
 export function fromEndpointConfig(
   config: BrokerConfig,
-  options: Pick<BrokerOptions, 'onWarning'> = {},
+  options: Pick<BrokerOptions, 'onWarning' | 'logger'> = {},
 ): Broker<AmqpClient> {
   return fromConfig(config, options);
 }
 
 function fromConfig(
   config: BrokerConfig,
-  options: Pick<BrokerOptions, 'onWarning' | 'reconnect' | 'maxBatch'>,
+  options: Pick<BrokerOptions, 'onWarning' | 'logger' | 'reconnect' | 'maxBatch'>,
 ): Broker<AmqpClient> {
-  const warn = options.onWarning ?? ((message: string) => process.emitWarning(message, 'ParleyWarning'));
+  const warn = makeLog(options).warn;
   const settings = resolveAmqpSettings(config, { warn });
   return defineBroker(amqpDriver(settings, warn), {
     onWarning: warn,
+    ...(options.logger ? { logger: options.logger } : {}),
     // Rasa's connection policy: connection_attempts tries, retry_delay_in_seconds apart.
     reconnect: options.reconnect ?? {
       initialMs: settings.retryDelayMs,
@@ -506,6 +522,19 @@ function fromConfig(
     ...(settings.prefetch === undefined ? {} : { concurrency: settings.prefetch }),
     ...(settings.format === undefined ? {} : { format: settings.format }),
   });
+}
+
+/**
+ * What RabbitMQ's refusal of a connection means, when it refused one for good: 403 ACCESS_REFUSED (the username or
+ * password is wrong) or 530 NOT_ALLOWED (the user may not use the virtual host, or it does not exist).
+ */
+function refusal(error: unknown): string | undefined {
+  const message = error instanceof Error ? error.message : String(error);
+  if (/\b403\b|ACCESS[-_]REFUSED/.test(message)) return 'authentication failed (check username and password)';
+  // amqplib reports a refused connection.open (530) only as the frame it got instead of ConnectionOpenOk.
+  if (/\b530\b|NOT[-_]ALLOWED|Expected ConnectionOpenOk; got <ConnectionClose/.test(message))
+    return 'authorisation failed (check that the user may use the virtual host, and that it exists)';
+  return undefined;
 }
 
 function withHeartbeat(url: string, heartbeat: number): string {

@@ -258,6 +258,29 @@ describe('reliability', () => {
     );
   });
 
+  it('fails at once on a wrong password or a vhost it may not use, saying which (never retried)', async () => {
+    const url = new URL(AMQP_URL);
+    const wrong = track(
+      amqpBroker({
+        url: `amqp://guest:not-the-password@${url.host}`,
+        retry_delay_in_seconds: 0.05,
+        ...quiet,
+      }),
+    );
+    const started = Date.now();
+    const error = await wrong.publish({ sender_id: 's', ...slotSet('a', 1) }).catch((e: unknown) => e);
+    expect(Date.now() - started).toBeLessThan(3_000);
+    expect(error).toMatchObject({ code: 'AUTH_FAILED', retryable: false });
+    expect(String(error)).toMatch(
+      /^ConnectionError: \[parley\] \[amqp\] authentication failed \(check username and password\) at amqp:\/\/guest:<redacted>@/,
+    );
+    expect(String(error)).not.toContain('not-the-password');
+    const vhost = track(amqpBroker({ url: `amqp://guest:guest@${url.host}/no-such-vhost`, ...quiet }));
+    await expect(vhost.ready({ timeoutMs: 3_000 })).rejects.toThrow(
+      /authorisation failed \(check that the user may use the virtual host/,
+    );
+  });
+
   it('fails fast instead of buffering with should_keep_unpublished_messages: false, before the first connection too', async () => {
     const { exchange, queue } = names();
     const proxy = await startFaultProxy({
