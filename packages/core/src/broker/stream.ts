@@ -58,3 +58,14 @@ export function streamIterator(
     },
   };
 }
+
+/** The subscription closes: the loop's current event and those offered but not taken go back; loops end. */
+export function endStream(stream: EventStreamState): void {
+  // close() while the loop holds an event: the loop has not asked for the next one, so it is not done.
+  stream.currentUntaken?.();
+  stream.current = undefined;
+  stream.currentUntaken = undefined;
+  // Offered but never taken by the loop: failing them while closing makes the subscription release them.
+  for (const { untaken } of stream.ready.splice(0)) untaken();
+  for (const waiter of stream.waiting.splice(0)) waiter({ value: undefined, done: true });
+}

@@ -6,16 +6,15 @@
  * per-sender lock, lease renewal while it holds a message, and resuming the consumer after its connection or
  * channel was lost. close() drains: no new work, in-flight handlers finish and ack, the rest goes back.
  */
-import { BrokerConfigError, errorSummary, ParleyError } from '../errors.js';
+import { BrokerConfigError, ParleyError } from '../errors.js';
 import { eventSchemas } from '../events/schemas.js';
 import type { AnyEvent, EventEnvelope } from '../events/types.js';
 import { safeDecodeEvent } from '../wire/codec.js';
-import { backoffDelay, sleep } from './backoff.js';
+import { abortedPromise, backoffDelay, bounded, sleep } from './backoff.js';
 import type { Connection } from './connection.js';
 import { messageOf } from './connection.js';
 import type {
   BrokerDriver,
-  DeadLetter,
   DeadLetterReason,
   Delivery,
   DeliveryContext,
@@ -27,9 +26,11 @@ import type {
   SubscribeOptions,
   SubscriptionStats,
 } from './contract.js';
+import { DeadLettering } from './dead-lettering.js';
+import { type Held, held as holding, startHolding, stopHolding } from './held.js';
 import type { Log } from './log.js';
 import { SenderLock } from './sender-lock.js';
-import { type EventStreamState, offerToStream, streamIterator } from './stream.js';
+import { type EventStreamState, endStream, offerToStream, streamIterator } from './stream.js';
 
 type Stats = { -readonly [K in keyof SubscriptionStats]: number };
 
@@ -44,22 +45,6 @@ export interface SubscriptionEnvironment {
   readonly onClosed: (subscription: SubscriptionImpl) => void;
 }
 
-/** One delivery while core holds it: from receipt until acked, released or dead-lettered. */
-interface Held {
-  readonly delivery: Delivery;
-  /** Which consumer (of this subscription) delivered it: a resumed consumer's deliveries replace older ones. */
-  readonly consumer: number;
-  envelope?: EventEnvelope<AnyEvent>;
-  /** Aborted when the broker takes it back (revoked, lease lost) or the subscription closes. */
-  readonly abort: AbortController;
-  renewal?: NodeJS.Timeout;
-  settled: boolean;
-}
-
-/** Lease renewal starts after a third of the lease, so that two renewals may fail before it ends. */
-const RENEW_FRACTION = 1 / 3;
-const MAX_CLOSE_STEP_MS = 5_000;
-const DEAD_LETTER_WARNING_MS = 5_000;
 const UNTRIED: ReleaseOptions = { untried: true };
 /** How long a failed consume waits for a connection loss to be reported before it counts as its own failure. */
 const LOSS_GRACE_MS = 250;
@@ -108,7 +93,7 @@ export class SubscriptionImpl implements EventStream {
   /** Work in flight that close() waits for: handlers and dead-lettering. */
   #busy = 0;
   #drained: (() => void) | undefined;
-  #deadLetterFailures = 0;
+  readonly #deadLetters: DeadLettering;
   /** Iterator mode: events handed to the `for await` loop, and loops waiting for one. */
   readonly #stream: EventStreamState | undefined;
 
@@ -122,6 +107,11 @@ export class SubscriptionImpl implements EventStream {
     this.#driver = driver;
     this.#options = options;
     this.#group = options.group ?? driver.defaultGroup;
+    this.#deadLetters = new DeadLettering(driver, this.#group, {
+      log: env.log,
+      onDeadLetter: options.onDeadLetter,
+      report: (error) => this.#report(error),
+    });
     this.#maxAttempts = Math.max(1, options.maxAttempts ?? 5);
     this.#perSender = (options.ordering ?? 'per-sender') === 'per-sender';
     this.#brokerRetry = driver.capabilities.retry === 'broker';
@@ -189,7 +179,7 @@ export class SubscriptionImpl implements EventStream {
       // nothing finishing meanwhile can start one of them.
       const waiting = [...this.#ready.splice(0), ...this.#senders.takeAllWaiting()];
       await Promise.all(waiting.map((held) => this.#release(held, UNTRIED)));
-      if (this.#stream) this.#endStream();
+      if (this.#stream) endStream(this.#stream);
       if (this.#busy > 0)
         await Promise.race([new Promise<void>((resolve) => (this.#drained = resolve)), this.#forced]);
       await bounded(this.#consumer?.close(), this.#report);
@@ -318,7 +308,7 @@ export class SubscriptionImpl implements EventStream {
   #receive(delivery: Delivery, consumer: number): void {
     this.#stats.received++;
     if (delivery.redelivered) this.#stats.redelivered++;
-    const held: Held = { delivery, consumer, abort: new AbortController(), settled: false };
+    const held = holding(delivery, consumer);
     if (this.#closing.signal.aborted || consumer !== this.#consumerId) {
       void this.#release(held, UNTRIED);
       return;
@@ -372,35 +362,15 @@ export class SubscriptionImpl implements EventStream {
   /** Starts holding: lease renewal, and the revocation signal wired to the handler's. */
   #hold(held: Held): void {
     this.#held.add(held);
-    const { delivery } = held;
-    const revoked = delivery.revoked;
-    if (revoked) {
-      if (revoked.aborted) queueMicrotask(() => this.#revoke(held));
-      else revoked.addEventListener('abort', () => this.#revoke(held), { once: true });
-    }
-    const lease = delivery.lease;
-    if (lease) {
-      const every = Math.max(10, Math.floor(lease.durationMs * RENEW_FRACTION));
-      const renew = (): void => {
-        held.renewal = setTimeout(() => {
-          if (held.settled) return;
-          lease.renew().then(renew, (error: unknown) => {
-            // The broker may hand it to a peer now: stop, as if it was taken back.
-            this.#report(error);
-            this.#revoke(held);
-          });
-        }, every);
-        held.renewal.unref(); // the handler keeps the process alive, not its lease
-      };
-      renew();
-    }
+    startHolding(held, (error) => {
+      if (error !== undefined) this.#report(error);
+      this.#revoke(held);
+    });
   }
 
   /** Stops holding. Returns false when it was already settled (revoked meanwhile, say). */
   #unhold(held: Held): boolean {
-    if (held.settled) return false;
-    held.settled = true;
-    clearTimeout(held.renewal);
+    if (!stopHolding(held)) return false;
     this.#held.delete(held);
     return true;
   }
@@ -523,87 +493,23 @@ export class SubscriptionImpl implements EventStream {
     attempts: number,
     senderId: string | undefined,
   ): Promise<void> {
-    const { delivery } = held;
-    const deadLetter: DeadLetter = {
-      messageId: delivery.id,
-      reason,
-      body: delivery.body,
-      headers: delivery.headers,
-      error: errorSummary(error),
-      attempts,
-      group: this.#group,
-      destination: this.#driver.destination,
-      failedAt: Date.now(),
-      ...(senderId === undefined ? {} : { senderId }),
-    };
     if (held.settled) return;
-    try {
-      if (delivery.reject) {
-        await delivery.reject(deadLetter);
-        this.#unhold(held);
-      } else if (this.#driver.deadLetter) {
-        await this.#driver.deadLetter(deadLetter);
-      } else {
-        await this.#options.onDeadLetter?.(deadLetter);
-      }
-    } catch (failure) {
-      // The dead letter could not be stored: keep the message at the broker (it comes back) rather than lose it,
-      // after a backoff, so that a dead-letter destination that keeps failing does not make it loop hot.
-      this.#report(failure);
-      const delay = backoffDelay(++this.#deadLetterFailures, { initialMs: 500, maxMs: 30_000 });
-      if (!this.#brokerRetry) await sleep(delay, this.#closing.signal);
-      await this.#release(held, this.#brokerRetry ? { delayMs: delay } : undefined);
+    const { delivery } = held;
+    const letter = this.#deadLetters.letter(delivery, reason, error, attempts, senderId);
+    const backOff = await this.#deadLetters.store(delivery, letter);
+    if (backOff !== undefined) {
+      // Not stored: the message goes back to the broker (it comes again) rather than be lost, after a backoff.
+      if (!this.#brokerRetry) await sleep(backOff, this.#closing.signal);
+      await this.#release(held, this.#brokerRetry ? { delayMs: backOff } : undefined);
       return;
     }
-    this.#deadLetterFailures = 0;
     this.#stats.deadLettered++;
-    if (!delivery.reject) await this.#ack(held, false);
-    this.#unhold(held);
-    if (delivery.reject || this.#driver.deadLetter) {
-      // Stored: a failing callback is reported, but must not store it a second time.
-      await Promise.resolve(this.#options.onDeadLetter?.(deadLetter)).catch(this.#report);
-    }
-    this.#warnDeadLetter(reason, senderId, attempts, error);
-  }
-
-  #lastDeadLetterWarning = 0;
-  #unwarnedDeadLetters = 0;
-
-  /** A dead letter is visible by default: one warning per subscription every 5 s at most, counting the rest. */
-  #warnDeadLetter(
-    reason: DeadLetterReason,
-    senderId: string | undefined,
-    attempts: number,
-    error: unknown,
-  ): void {
-    const now = Date.now();
-    if (now - this.#lastDeadLetterWarning < DEAD_LETTER_WARNING_MS) {
-      this.#unwarnedDeadLetters++;
-      return;
-    }
-    const more = this.#unwarnedDeadLetters;
-    this.#lastDeadLetterWarning = now;
-    this.#unwarnedDeadLetters = 0;
-    const where = this.#driver.deadLetter ? "the broker's dead-letter destination" : 'onDeadLetter';
-    this.#env.log.warn(
-      `[parley] [${this.#driver.name}] dead-lettered an event of group "${this.#group}" to ${where} (${reason}` +
-        `${senderId === undefined ? '' : `, sender ${JSON.stringify(senderId)}`}, ${attempts} attempt(s)): ` +
-        `${messageOf(error)}${more > 0 ? ` (and ${more} more since the last warning)` : ''}`,
-    );
+    if (delivery.reject) this.#unhold(held);
+    else await this.#ack(held, false);
+    await this.#deadLetters.stored(delivery, letter);
   }
 
   // ─── async iteration ───────────────────────────────────────────────────────────────────────────────────────
-
-  #endStream(): void {
-    const stream = this.#stream!;
-    // close() while the loop holds an event: the loop has not asked for the next one, so it is not done.
-    stream.currentUntaken?.();
-    stream.current = undefined;
-    stream.currentUntaken = undefined;
-    // Offered but never taken by the loop: failing them while closing makes #run release them to the group.
-    for (const { untaken } of stream.ready.splice(0)) untaken();
-    for (const waiter of stream.waiting.splice(0)) waiter({ value: undefined, done: true });
-  }
 
   [Symbol.asyncIterator](): AsyncIterator<EventEnvelope<AnyEvent>> {
     if (!this.#stream)
@@ -613,26 +519,4 @@ export class SubscriptionImpl implements EventStream {
       close: () => this.close(),
     });
   }
-}
-
-/** Resolves when the signal aborts (never rejects). */
-function abortedPromise(signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) resolve();
-    else signal.addEventListener('abort', () => resolve(), { once: true });
-  });
-}
-
-/** Waits for a driver step of close, at most a few seconds: a dead network must not hold close() forever. */
-async function bounded(step: Promise<unknown> | undefined, report: (error: unknown) => void): Promise<void> {
-  if (!step) return;
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([
-    step.catch(report),
-    new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, MAX_CLOSE_STEP_MS);
-      timer.unref();
-    }),
-  ]);
-  clearTimeout(timer);
 }

@@ -1,0 +1,56 @@
+/**
+ * A delivery while a subscription holds it, from receipt until it is acknowledged, released or dead-lettered:
+ * its lease renewed all along (SQS visibility, Redis claims), and the broker's revocation (a partition revoked, a
+ * lease lost) turned into the handler's abort.
+ */
+import type { AnyEvent, Delivery, EventEnvelope } from './contract.js';
+
+export interface Held {
+  readonly delivery: Delivery;
+  /** Which consumer (of this subscription) delivered it: a resumed consumer's deliveries replace older ones. */
+  readonly consumer: number;
+  envelope?: EventEnvelope<AnyEvent>;
+  /** Aborted when the broker takes it back (revoked, lease lost) or the subscription closes. */
+  readonly abort: AbortController;
+  renewal?: NodeJS.Timeout;
+  settled: boolean;
+}
+
+/** Lease renewal starts after a third of the lease, so that two renewals may fail before it ends. */
+const RENEW_FRACTION = 1 / 3;
+
+export function held(delivery: Delivery, consumer: number): Held {
+  return { delivery, consumer, abort: new AbortController(), settled: false };
+}
+
+/**
+ * Starts holding: wires the broker's revocation signal, and renews the lease every third of it. `lost` is called
+ * (once at most, while held) when the broker took it back or a renewal failed, with the renewal's error.
+ */
+export function startHolding(held: Held, lost: (error?: unknown) => void): void {
+  const { revoked, lease } = held.delivery;
+  if (revoked) {
+    if (revoked.aborted) queueMicrotask(() => lost());
+    else revoked.addEventListener('abort', () => lost(), { once: true });
+  }
+  if (lease) {
+    const every = Math.max(10, Math.floor(lease.durationMs * RENEW_FRACTION));
+    const renew = (): void => {
+      held.renewal = setTimeout(() => {
+        if (held.settled) return;
+        // A failed renewal: the broker may hand it to a peer now, so stop as if it was taken back.
+        lease.renew().then(renew, lost);
+      }, every);
+      held.renewal.unref(); // the handler keeps the process alive, not its lease
+    };
+    renew();
+  }
+}
+
+/** Stops holding (no more renewals). Returns false when it had stopped already (revoked meanwhile, say). */
+export function stopHolding(held: Held): boolean {
+  if (held.settled) return false;
+  held.settled = true;
+  clearTimeout(held.renewal);
+  return true;
+}
