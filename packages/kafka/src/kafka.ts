@@ -218,7 +218,9 @@ export function kafkaDriver(
     const k = kafka;
     if (!k || !connected) throw new ConnectionError(SCOPE, 'not connected to Kafka');
     const { group, readAhead } = options;
-    await startAtLatest(k, group, options.from);
+    let start = await latestStart(k, group, options.from);
+    /** The commit of a new group's start: `ready` waits for it (a group closed at once must exist after). */
+    let startOffsets: { topic: string; partition: number; offset: string }[] = [];
     const consumer: Consumer = k.consumer({
       groupId: group,
       sessionTimeout: settings.sessionTimeoutMs,
@@ -275,6 +277,17 @@ export function kafkaDriver(
     consumer.on(consumer.events.GROUP_JOIN, (event) => {
       const assigned = new Set(event.payload.memberAssignment[topic] ?? []);
       for (const partition of [...partitions.keys()]) if (!assigned.has(partition)) revoke(partition);
+      const from = start;
+      start = undefined;
+      if (from) {
+        // A new group: start at the ends read before joining, and commit them, so that the group exists from now.
+        const offsets = [...assigned].flatMap((partition) => {
+          const offset = from.get(partition);
+          return offset === undefined ? [] : [{ topic, partition, offset }];
+        });
+        for (const o of offsets) consumer.seek(o);
+        startOffsets = offsets;
+      }
     });
     consumer.on(consumer.events.CRASH, (event) => {
       if (stopped || closed) return;
@@ -362,6 +375,8 @@ export function kafkaDriver(
         eachBatch,
       });
       await joined;
+      // Only once the runner runs: kafkajs drops a commit made before (as in the join's own event).
+      if (startOffsets.length > 0) await consumer.commitOffsets(startOffsets).catch(() => {});
     } catch (error) {
       await consumer.disconnect().catch(() => {});
       throw new ConnectionError(SCOPE, `cannot join group ${group}: ${messageOf(error)}`, { cause: error });
@@ -389,25 +404,28 @@ export function kafkaDriver(
   };
 
   /**
-   * `from: 'latest'` for a new group means "from when it subscribed", not "from its first fetch": committing the
-   * current ends before joining closes that gap. A group that has offsets keeps them.
+   * `from: 'latest'` for a new group means "from when it subscribed", not "from its first fetch" (kafkajs resolves
+   * `latest` lazily): the topic's ends, read before joining, are where such a group starts (see consume). A group
+   * that has committed offsets keeps them. Undefined: nothing to do (or the broker cannot say).
    */
-  const startAtLatest = async (k: Kafka, group: string, from: 'latest' | 'beginning') => {
-    if (from !== 'latest') return;
+  const latestStart = async (
+    k: Kafka,
+    group: string,
+    from: 'latest' | 'beginning',
+  ): Promise<Map<number, string> | undefined> => {
+    if (from !== 'latest') return undefined;
     const admin: Admin = k.admin();
     try {
       await admin.connect();
+      // Creates the topic when the broker auto-creates topics, so that its ends exist to start at.
+      await admin.fetchTopicMetadata({ topics: [topic] });
       const [committed] = await admin.fetchOffsets({ groupId: group, topics: [topic] });
-      if (committed?.partitions.some((p) => p.offset !== '-1')) return;
+      if (committed?.partitions.some((p) => p.offset !== '-1')) return undefined;
       const ends = await admin.fetchTopicOffsets(topic);
-      await admin.setOffsets({
-        groupId: group,
-        topic,
-        partitions: ends.map((p) => ({ partition: p.partition, offset: p.high })),
-      });
+      return new Map(ends.map((p) => [p.partition, p.high]));
     } catch {
-      // A peer of the group is already a member (setOffsets refuses then) or the broker lacks the admin calls:
-      // the group starts where kafkajs's `fromBeginning: false` puts it.
+      // Admin calls the broker lacks: the group starts where kafkajs's `fromBeginning: false` puts it.
+      return undefined;
     } finally {
       await admin.disconnect().catch(() => {});
     }

@@ -108,6 +108,36 @@ export interface RawMessage {
   readonly key: string | null;
   readonly payload: string | null;
   readonly headers: Record<string, string>;
+  /** The value's bytes exactly (kcat's JSON output re-encodes non-UTF-8 payloads). */
+  readonly body: Uint8Array | undefined;
+}
+
+/** Values byte for byte: kcat's `%S` (length) header line, then the raw value. */
+function readBodies(cluster: TestCluster, topic: string): Map<string, Uint8Array> {
+  let out: Buffer;
+  try {
+    out = execFileSync(
+      requireKcat(),
+      ['-b', cluster.url, '-C', '-t', topic, '-o', 'beginning', '-e', '-q', '-f', '%p %o %S\n%s'],
+      {
+        stdio: ['ignore', 'pipe', 'ignore'],
+        timeout: 20_000,
+        maxBuffer: 256 * 1024 * 1024,
+      },
+    );
+  } catch (error) {
+    out = (error as { stdout?: Buffer }).stdout ?? Buffer.alloc(0);
+  }
+  const bodies = new Map<string, Uint8Array>();
+  for (let at = 0; at < out.length; ) {
+    const eol = out.indexOf(10, at);
+    if (eol < 0) break;
+    const [partition, offset, size] = out.subarray(at, eol).toString().split(' ');
+    const length = Math.max(0, Number(size));
+    bodies.set(`${partition}:${offset}`, new Uint8Array(out.subarray(eol + 1, eol + 1 + length)));
+    at = eol + 1 + length;
+  }
+  return bodies;
 }
 
 /**
@@ -128,6 +158,7 @@ export function readTopic(cluster: TestCluster, topic: string): RawMessage[] {
     if (!stdout) return [];
     out = stdout;
   }
+  const bodies = readBodies(cluster, topic);
   return out
     .split('\n')
     .filter((line) => line.startsWith('{'))
@@ -141,6 +172,7 @@ export function readTopic(cluster: TestCluster, topic: string): RawMessage[] {
       };
       const headers: Record<string, string> = {};
       for (let i = 0; i + 1 < (m.headers ?? []).length; i += 2) headers[m.headers![i]!] = m.headers![i + 1]!;
-      return { partition: m.partition, offset: m.offset, key: m.key, payload: m.payload, headers };
+      const body = bodies.get(`${m.partition}:${m.offset}`);
+      return { partition: m.partition, offset: m.offset, key: m.key, payload: m.payload, body, headers };
     });
 }
