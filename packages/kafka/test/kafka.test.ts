@@ -1,0 +1,279 @@
+/**
+ * What only Kafka does: Rasa's keys and their errors, the bytes, key and header on the wire (read back with kcat,
+ * an independent librdkafka client), a consumer group reading them, dead letters on their topic, and
+ * interop with python3-confluent-kafka, Rasa's own client.
+ */
+import { spawnSync } from 'node:child_process';
+import {
+  type AnyEvent,
+  type Broker,
+  type BrokerConfig,
+  ConfigError,
+  type EventEnvelope,
+  encodeEvent,
+  userUttered,
+} from '@parley/core';
+import { afterAll, describe, expect, it } from 'vitest';
+import { fromEndpointConfig, kafkaBroker, resolveKafkaSettings } from '../src/index.js';
+import { readTopic, startCluster, testKeys } from './support.js';
+
+const cluster = await startCluster();
+const run = `t${process.pid}-${Date.now().toString(36)}`;
+let n = 0;
+const fresh = (what: string) => `${run}-${what}-${n++}`;
+const open: Broker[] = [];
+const make = (topic: string, extra: Parameters<typeof kafkaBroker>[0] = {}) => {
+  const broker = kafkaBroker({ ...testKeys(cluster), topic, onWarning: () => {}, ...extra });
+  open.push(broker);
+  return broker;
+};
+const event = (i: number, sender = `${run}-s0`): EventEnvelope<AnyEvent> =>
+  ({
+    sender_id: sender,
+    ...userUttered(`hello ${i}`),
+    timestamp: 1_700_000_000 + i,
+  }) as EventEnvelope<AnyEvent>;
+
+async function waitFor(check: () => boolean, what: string, ms = 30_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+afterAll(async () => {
+  await Promise.allSettled(open.map((b) => b.close({ timeoutMs: 5_000 })));
+  await cluster.stop();
+});
+
+const config = (options: Record<string, unknown>): BrokerConfig =>
+  ({ source: 'endpoints.yml', type: 'kafka', options }) as BrokerConfig;
+
+describe('config: Rasa keys', () => {
+  it("keeps Rasa's defaults", () => {
+    const s = resolveKafkaSettings(
+      config({ url: 'k1:9092,k2:9092', sasl_username: 'u', sasl_password: 'p' }),
+    );
+    expect(s.brokers).toEqual(['k1:9092', 'k2:9092']);
+    expect(s.topic).toBe('rasa_core_events');
+    expect(s.partitionBySender).toBe(false);
+    expect(s.securityProtocol).toBe('SASL_PLAINTEXT');
+    expect(s.sasl).toEqual({ mechanism: 'plain', username: 'u', password: 'p' });
+    expect(s.deadLetterTopic).toBe('rasa_core_events.dead-letter');
+    expect(s.group).toBe('parley');
+    expect(s.idempotent).toBe(true);
+  });
+
+  it('takes url as a list', () => {
+    const s = resolveKafkaSettings(config({ url: ['k1:9092', 'k2:9093'], security_protocol: 'plaintext' }));
+    expect(s.brokers).toEqual(['k1:9092', 'k2:9093']);
+    expect(s.securityProtocol).toBe('PLAINTEXT');
+  });
+
+  it("says PLAINTEXT must be set when Rasa's default SASL_PLAINTEXT has no credentials", () => {
+    expect(() => resolveKafkaSettings(config({ url: 'k:9092' }))).toThrow(
+      /sasl_username.*SASL_PLAINTEXT \(Rasa's default\).*security_protocol: PLAINTEXT/,
+    );
+  });
+
+  it('names the key and the allowed values for invalid ones', () => {
+    expect(() => resolveKafkaSettings(config({ url: 'k:9092', security_protocol: 'TLS' }))).toThrow(
+      /security_protocol.*PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL/,
+    );
+    expect(() =>
+      resolveKafkaSettings(
+        config({ url: 'k:9092', sasl_mechanism: 'MD5', sasl_username: 'u', sasl_password: 'p' }),
+      ),
+    ).toThrow(/sasl_mechanism.*PLAIN, SCRAM-SHA-256, SCRAM-SHA-512/);
+    expect(() =>
+      resolveKafkaSettings(config({ url: 'k:9092', topci: 'x', security_protocol: 'PLAINTEXT' })),
+    ).toThrow(ConfigError);
+    expect(() => resolveKafkaSettings(config({ security_protocol: 'PLAINTEXT' }))).toThrow(/url.*required/);
+    expect(() => resolveKafkaSettings(config({ url: 'http://k', security_protocol: 'PLAINTEXT' }))).toThrow(
+      /url.*host:port/,
+    );
+  });
+
+  it('accepts SCRAM in any case; GSSAPI is not supported, OAUTHBEARER not yet', () => {
+    const creds = { url: 'k:9092', sasl_username: 'u', sasl_password: 'p' };
+    expect(resolveKafkaSettings(config({ ...creds, sasl_mechanism: 'scram-sha-512' })).sasl?.mechanism).toBe(
+      'scram-sha-512',
+    );
+    expect(() => resolveKafkaSettings(config({ ...creds, sasl_mechanism: 'GSSAPI' }))).toThrow(
+      /GSSAPI.*not supported/,
+    );
+    expect(() => resolveKafkaSettings(config({ ...creds, sasl_mechanism: 'oauthbearer' }))).toThrow(
+      /OAUTHBEARER.*not implemented/,
+    );
+  });
+
+  it('takes the Rasa 1.x names with a warning, and warns for Rasa Pro keys', () => {
+    const warnings: string[] = [];
+    const s = resolveKafkaSettings(
+      config({
+        url: 'k:9092',
+        sasl_plain_username: 'u',
+        sasl_plain_password: 'p',
+        stream_pii: false,
+        anonymization_topics: ['a'],
+      }),
+      { warn: (m) => warnings.push(m) },
+    );
+    expect(s.sasl).toMatchObject({ username: 'u', password: 'p' });
+    expect(warnings.join('\n')).toMatch(/sasl_plain_username is the Rasa 1.x name/);
+    expect(warnings.join('\n')).toMatch(/stream_pii: ignored/);
+    expect(warnings.join('\n')).toMatch(/anonymization_topics: ignored/);
+    expect(warnings.every((w) => w.startsWith('[parley] [kafka]'))).toBe(true);
+  });
+
+  it('never prints the password', () => {
+    try {
+      resolveKafkaSettings(config({ url: 'k:9092', sasl_password: 'hunter2', sasl_username: 7 }));
+    } catch (error) {
+      expect(String(error)).not.toContain('hunter2');
+    }
+  });
+
+  it('is what the registry builds for type: kafka (fromEndpointConfig)', () => {
+    const broker = fromEndpointConfig({
+      source: 'endpoints.yml',
+      type: 'kafka',
+      options: { ...testKeys(cluster), topic: fresh('create') },
+    } as BrokerConfig);
+    open.push(broker);
+    expect(broker.name).toBe('kafka');
+    expect(broker.capabilities.ordering).toBe('none');
+  });
+});
+
+describe('wire: what Rasa writes', () => {
+  it('value = the python-format JSON, key = sender_id with partition_by_sender, header RASA_ENVIRONMENT', async () => {
+    const topic = fresh('wire');
+    const broker = make(topic, { partition_by_sender: true });
+    expect(broker.capabilities.ordering).toBe('group');
+    const envelope = event(1, 'conv-ä');
+    await broker.publish(envelope);
+    const [message, ...rest] = readTopic(cluster, topic);
+    expect(rest).toEqual([]);
+    expect(message?.payload).toBe(Buffer.from(encodeEvent(envelope, { format: 'python' })).toString('utf8'));
+    expect(message?.key).toBe('conv-ä');
+    expect(message?.headers).toEqual({
+      RASA_ENVIRONMENT: process.env.RASA_ENVIRONMENT ?? 'RASA_ENVIRONMENT_NOT_SET',
+    });
+  });
+
+  it('sends no key without partition_by_sender; a batch keeps its order within its partition', async () => {
+    const topic = fresh('batch');
+    const broker = make(topic, { partition_by_sender: true });
+    await Promise.all(Array.from({ length: 200 }, (_, i) => broker.publish(event(i, `s${i % 3}`))));
+    const read = readTopic(cluster, topic);
+    expect(read).toHaveLength(200);
+    for (const sender of ['s0', 's1', 's2']) {
+      const texts = read.filter((m) => m.key === sender).map((m) => JSON.parse(m.payload!).text as string);
+      const expected = Array.from({ length: 200 }, (_, i) => i)
+        .filter((i) => i % 3 === Number(sender.slice(1)))
+        .map((i) => `hello ${i}`);
+      expect(texts).toEqual(expected);
+    }
+    const unkeyed = fresh('nokey');
+    await make(unkeyed).publish(event(0));
+    expect(readTopic(cluster, unkeyed)[0]?.key).toBeNull();
+  });
+
+  it('refuses an event over max_message_bytes, naming the limit', async () => {
+    const broker = make(fresh('big'), { max_message_bytes: 1_000 });
+    await expect(broker.publish(event(0, 'x'.repeat(2_000)))).rejects.toThrow(/1000|1,000/);
+  });
+});
+
+describe('consumer group', () => {
+  it('reads from the beginning for a new group, commits, and a second subscription of the group resumes', async () => {
+    const topic = fresh('consume');
+    const broker = make(topic, { partition_by_sender: true });
+    for (let i = 0; i < 20; i++) await broker.publish(event(i, `s${i % 4}`));
+    const seen: string[] = [];
+    const group = fresh('g');
+    const sub = broker.subscribe(
+      (e) => {
+        seen.push((e as { text?: string }).text ?? '');
+      },
+      { group, from: 'beginning' },
+    );
+    await sub.ready;
+    await waitFor(() => seen.length >= 20, '20 events');
+    await sub.close();
+    expect(new Set(seen).size).toBe(20);
+    for (let i = 20; i < 25; i++) await broker.publish(event(i, `s${i % 4}`));
+    const later: string[] = [];
+    const again = broker.subscribe(
+      (e) => {
+        later.push((e as { text?: string }).text ?? '');
+      },
+      { group, from: 'beginning' },
+    );
+    await again.ready;
+    await waitFor(() => later.length >= 5, 'the 5 newer events');
+    await new Promise((r) => setTimeout(r, 500));
+    await again.close();
+    expect(later.sort()).toEqual(['hello 20', 'hello 21', 'hello 22', 'hello 23', 'hello 24']);
+  });
+
+  it('dead-letters a poison event to <topic>.dead-letter with the dead-letter headers', async () => {
+    const topic = fresh('poison');
+    const broker = make(topic);
+    const group = fresh('g');
+    const sub = broker.subscribe(
+      () => {
+        throw new Error('poison');
+      },
+      { group, maxAttempts: 2, backoff: { initialMs: 10, maxMs: 10 } },
+    );
+    await sub.ready;
+    await broker.publish(event(0));
+    await waitFor(() => sub.stats.deadLettered === 1, 'the dead letter');
+    await sub.close();
+    const [letter] = readTopic(cluster, `${topic}.dead-letter`);
+    expect(letter?.headers['x-parley-group']).toBe(group);
+    expect(letter?.headers.RASA_ENVIRONMENT).toBeDefined();
+    expect(JSON.parse(letter!.payload!).text).toBe('hello 0');
+  });
+});
+
+const hasConfluent =
+  spawnSync('/usr/bin/python3', ['-c', 'import confluent_kafka'], { stdio: 'ignore' }).status === 0;
+describe.skipIf(!hasConfluent)("interop with python3-confluent-kafka (Rasa's client)", () => {
+  it("receives what a producer doing Rasa's KafkaEventBroker._publish writes", async () => {
+    const topic = fresh('rasa');
+    const group = fresh('g');
+    const broker = make(topic);
+    const seen: EventEnvelope<AnyEvent>[] = [];
+    const sub = broker.subscribe((e) => void seen.push(e), { group, from: 'beginning' });
+    await sub.ready;
+    const script = `
+import json, sys
+from confluent_kafka import Producer
+p = Producer({"bootstrap.servers": sys.argv[1]})
+for i in range(5):
+    event = {"event": "user", "timestamp": 1700000000.5 + i, "text": "héllo %d" % i, "sender_id": "rasa-%d" % (i % 2)}
+    p.produce(sys.argv[2], value=json.dumps(event).encode("utf-8"), key=bytes(event["sender_id"], "utf-8"),
+              headers=[("RASA_ENVIRONMENT", b"RASA_ENVIRONMENT_NOT_SET")])
+p.flush(10)
+`;
+    const done = spawnSync('/usr/bin/python3', ['-c', script, cluster.url, topic], {
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    expect(done.status, done.stderr).toBe(0);
+    await waitFor(() => seen.length >= 5, "Rasa's 5 events");
+    await sub.close();
+    expect(seen.map((e) => (e as { text?: string }).text).sort()).toEqual([
+      'héllo 0',
+      'héllo 1',
+      'héllo 2',
+      'héllo 3',
+      'héllo 4',
+    ]);
+    expect(seen.map((e) => e.sender_id).sort()).toEqual(['rasa-0', 'rasa-0', 'rasa-0', 'rasa-1', 'rasa-1']);
+  });
+});
