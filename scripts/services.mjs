@@ -117,6 +117,29 @@ const services = [
     },
   },
   {
+    name: 'Kafka test tools (kcat, python3-confluent-kafka)',
+    async up() {
+      // kcat runs librdkafka's mock cluster when KAFKA_URL is unset; confluent-kafka is Rasa's own client (interop).
+      const python = '/usr/bin/python3';
+      const confluent = () =>
+        existsSync(python) &&
+        spawnSync(python, ['-c', 'import confluent_kafka'], { stdio: 'ignore' }).status === 0;
+      const missing = [
+        ...(has('kcat') || process.env.KAFKA_URL ? [] : ['kcat']),
+        ...(confluent() ? [] : ['python3-confluent-kafka']),
+      ];
+      if (missing.length > 0)
+        aptInstall(missing, "the Kafka tests need the mock cluster and Rasa's Kafka client");
+      if (!confluent()) throw new Error('python3-confluent-kafka is still missing after installing it');
+      return execFileSync(python, [
+        '-c',
+        'import confluent_kafka; print(f"confluent-kafka {confluent_kafka.version()[0]}")',
+      ])
+        .toString()
+        .trim();
+    },
+  },
+  {
     name: 'OpenSSL',
     async up() {
       if (!has('openssl')) aptInstall(['openssl'], 'the TLS tests make a throwaway CA with openssl');
