@@ -395,3 +395,25 @@ describe('subscriptions', () => {
     expect(() => broker.subscribe(() => {})).toThrow(expect.objectContaining({ code: 'BROKER_CLOSED' }));
   });
 });
+
+describe('adapter helpers', () => {
+  it("splitBrokerOptions takes defineBroker's options out of an adapter's, leaving the endpoints.yml keys", async () => {
+    const { splitBrokerOptions } = await import('../src/index.js');
+    const onWarning = () => {};
+    expect(
+      splitBrokerOptions({ url: 'redis://x', stream: 's', onWarning, bufferBytes: 10, strict: undefined }),
+    ).toEqual({
+      broker: { onWarning, bufferBytes: 10 },
+      keys: { url: 'redis://x', stream: 's' },
+    });
+  });
+
+  it('checkReadAhead refuses a read-ahead below the concurrency, naming both keys', async () => {
+    const { checkReadAhead } = await import('../src/index.js');
+    expect(() => checkReadAhead('redis', { readAhead: 2, concurrency: 4 })).toThrow(
+      '[parley] [redis] read_ahead (2) must be at least concurrency (4)',
+    );
+    expect(() => checkReadAhead('redis', { readAhead: 4, concurrency: 4 })).not.toThrow();
+    expect(() => checkReadAhead('redis', { concurrency: 4 })).not.toThrow();
+  });
+});

@@ -15,22 +15,24 @@
 import {
   type Broker,
   type BrokerConfig,
-  BrokerConfigError,
   type BrokerDriver,
   type BrokerOptions,
   type Capabilities,
   ConnectionError,
   type ConsumerSink,
+  checkReadAhead,
   type DeadLetter,
   type DriverConsumeOptions,
   type DriverConsumer,
   deadLetterFromHeaders,
   deadLetterHeaders,
   defineBroker,
+  makeLog,
   type OutgoingMessage,
   PublishError,
   type SendOutcome,
   type StoredDeadLetter,
+  splitBrokerOptions,
 } from '@parley/core';
 import { Cluster, type RedisOptions as IORedisOptions, Redis } from 'ioredis';
 import {
@@ -520,32 +522,8 @@ function messageOf(error: unknown): string {
 
 /** A Redis Streams broker from endpoints.yml keys given in code: `redisBroker({ url: 'redis://localhost:6379' })`. */
 export function redisBroker(options: RedisBrokerOptions = {}): Broker<RedisClient> {
-  const {
-    onWarning,
-    logger,
-    reconnect,
-    bufferWhileDisconnected,
-    bufferBytes,
-    maxBatch,
-    connectAttempts,
-    strict,
-    maxBodyBytes,
-    ...keys
-  } = options;
-  return fromConfig(
-    { source: '<inline>', type: 'redis', options: keys as Record<string, unknown> } as BrokerConfig,
-    {
-      ...(onWarning ? { onWarning } : {}),
-      ...(logger ? { logger } : {}),
-      ...(reconnect ? { reconnect } : {}),
-      ...(bufferWhileDisconnected === undefined ? {} : { bufferWhileDisconnected }),
-      ...(bufferBytes === undefined ? {} : { bufferBytes }),
-      ...(maxBatch === undefined ? {} : { maxBatch }),
-      ...(connectAttempts === undefined ? {} : { connectAttempts }),
-      ...(strict === undefined ? {} : { strict }),
-      ...(maxBodyBytes === undefined ? {} : { maxBodyBytes }),
-    },
-  );
+  const { broker, keys } = splitBrokerOptions(options);
+  return fromConfig({ source: '<inline>', type: 'redis', options: keys } as BrokerConfig, broker);
 }
 
 /** What `createBroker` calls for `type: redis`: Rasa's `from_endpoint_config`. */
@@ -557,21 +535,9 @@ export function fromEndpointConfig(
 }
 
 function fromConfig(config: BrokerConfig, options: BrokerOptions): Broker<RedisClient> {
-  const warn =
-    options.onWarning ??
-    options.logger?.warn?.bind(options.logger) ??
-    ((m: string) => process.emitWarning(m, 'ParleyWarning'));
+  const warn = makeLog(options).warn;
   const settings = resolveRedisSettings(config, { warn });
-  if (
-    settings.readAhead !== undefined &&
-    settings.concurrency !== undefined &&
-    settings.readAhead < settings.concurrency
-  ) {
-    throw new BrokerConfigError(
-      SCOPE,
-      `read_ahead (${settings.readAhead}) must be at least concurrency (${settings.concurrency})`,
-    );
-  }
+  checkReadAhead(SCOPE, settings);
   return defineBroker(redisDriver(settings, warn), {
     ...options,
     ...(settings.bufferSize === undefined ? {} : { bufferSize: settings.bufferSize }),

@@ -32,23 +32,25 @@ import {
 import {
   type Broker,
   type BrokerConfig,
-  BrokerConfigError,
   type BrokerDriver,
   type BrokerOptions,
   backoffDelay,
   type Capabilities,
   ConnectionError,
   type ConsumerSink,
+  checkReadAhead,
   type DeadLetter,
   type Delivery,
   type DriverConsumeOptions,
   type DriverConsumer,
   deadLetterHeaders,
   defineBroker,
+  makeLog,
   type OutgoingMessage,
   PublishError,
   type SendOutcome,
   sleep,
+  splitBrokerOptions,
 } from '@parley/core';
 import { resolveSqsSettings, type SqsOptions, type SqsSettings } from './options.js';
 
@@ -616,32 +618,8 @@ export function sqsDriver(
 
 /** An SQS broker from endpoints.yml keys given in code: `sqsBroker({ queue_name: 'rasa-events' })`. */
 export function sqsBroker(options: SqsBrokerOptions): Broker<SqsClient> {
-  const {
-    onWarning,
-    logger,
-    reconnect,
-    bufferWhileDisconnected,
-    bufferBytes,
-    maxBatch,
-    connectAttempts,
-    strict,
-    maxBodyBytes,
-    ...keys
-  } = options;
-  return fromConfig(
-    { source: '<inline>', type: 'sqs', options: keys as Record<string, unknown> } as BrokerConfig,
-    {
-      ...(onWarning ? { onWarning } : {}),
-      ...(logger ? { logger } : {}),
-      ...(reconnect ? { reconnect } : {}),
-      ...(bufferWhileDisconnected === undefined ? {} : { bufferWhileDisconnected }),
-      ...(bufferBytes === undefined ? {} : { bufferBytes }),
-      ...(maxBatch === undefined ? {} : { maxBatch }),
-      ...(connectAttempts === undefined ? {} : { connectAttempts }),
-      ...(strict === undefined ? {} : { strict }),
-      ...(maxBodyBytes === undefined ? {} : { maxBodyBytes }),
-    },
-  );
+  const { broker, keys } = splitBrokerOptions(options);
+  return fromConfig({ source: '<inline>', type: 'sqs', options: keys } as BrokerConfig, broker);
 }
 
 /** What `createBroker` calls for `type: sqs`: Rasa's `from_endpoint_config`. */
@@ -653,21 +631,9 @@ export function fromEndpointConfig(
 }
 
 function fromConfig(config: BrokerConfig, options: BrokerOptions): Broker<SqsClient> {
-  const warn =
-    options.onWarning ??
-    options.logger?.warn?.bind(options.logger) ??
-    ((m: string) => process.emitWarning(m, 'ParleyWarning'));
+  const warn = makeLog(options).warn;
   const settings = resolveSqsSettings(config, { warn });
-  if (
-    settings.readAhead !== undefined &&
-    settings.concurrency !== undefined &&
-    settings.readAhead < settings.concurrency
-  ) {
-    throw new BrokerConfigError(
-      SCOPE,
-      `read_ahead (${settings.readAhead}) must be at least concurrency (${settings.concurrency})`,
-    );
-  }
+  checkReadAhead(SCOPE, settings);
   return defineBroker(sqsDriver(settings, warn), {
     ...options,
     ...(settings.bufferSize === undefined ? {} : { bufferSize: settings.bufferSize }),

@@ -18,6 +18,7 @@ import {
   type OptionReader,
   readOptions,
 } from '../config/endpoints.js';
+import { BrokerConfigError } from '../errors.js';
 import type { WireFormat } from '../wire/codec.js';
 import type { Broker, BrokerOptions } from './contract.js';
 import { fileBroker } from './file.js';
@@ -92,6 +93,56 @@ export async function createBroker(
     );
   }
   return factory(config, { ...(options.onWarning ? { onWarning: options.onWarning } : {}) });
+}
+
+/** Every option `defineBroker` takes: what `splitBrokerOptions` takes out of an adapter's options. */
+const BROKER_OPTION_NAMES = [
+  'format',
+  'bufferSize',
+  'bufferWhileDisconnected',
+  'bufferBytes',
+  'maxBatch',
+  'reconnect',
+  'connectAttempts',
+  'strict',
+  'maxBodyBytes',
+  'concurrency',
+  'readAhead',
+  'maxAttempts',
+  'logger',
+  'onWarning',
+] as const satisfies readonly (keyof BrokerOptions)[];
+
+/**
+ * Splits an adapter's options given in code (`redisBroker({ url, onWarning, … })`) into `defineBroker`'s options
+ * and the endpoints.yml keys, so that the keys are read exactly as endpoints.yml's are. Undefined values are left
+ * out.
+ */
+export function splitBrokerOptions<T extends object>(
+  options: T,
+): { broker: BrokerOptions; keys: Record<string, unknown> } {
+  const broker: Record<string, unknown> = {};
+  const keys: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(options)) {
+    if ((BROKER_OPTION_NAMES as readonly string[]).includes(name)) {
+      if (value !== undefined) broker[name] = value;
+    } else keys[name] = value;
+  }
+  return { broker: broker as BrokerOptions, keys };
+}
+
+/** `read_ahead` below `concurrency` cannot work: handlers would wait for deliveries never read. */
+export function checkReadAhead(
+  scope: string,
+  settings: { readonly readAhead?: number; readonly concurrency?: number },
+): void {
+  const { readAhead, concurrency } = settings;
+  if (readAhead !== undefined && concurrency !== undefined && readAhead < concurrency) {
+    throw new BrokerConfigError(
+      scope,
+      `read_ahead (${readAhead}) must be at least concurrency (${concurrency})`,
+    );
+  }
 }
 
 /**
