@@ -27,11 +27,9 @@ import {
   type DriverConsumer,
   deadLetterHeaders,
   defineBroker,
-  makeLog,
   type OutgoingMessage,
   PublishError,
   type SendOutcome,
-  splitBrokerOptions,
 } from '@parley/core';
 import {
   type Admin,
@@ -520,11 +518,39 @@ export function kafkaDriver(
 
 /** A Kafka broker from endpoints.yml keys given in code: `kafkaBroker({ url: 'localhost:9092', … })`. */
 export function kafkaBroker(options: KafkaBrokerOptions = {}): Broker<KafkaClient> {
-  const { kafkaConfig, ...rest } = options;
-  const { broker, keys } = splitBrokerOptions(rest);
+  const {
+    onWarning,
+    logger,
+    reconnect,
+    bufferWhileDisconnected,
+    bufferBytes,
+    connectAttempts,
+    strict,
+    maxBodyBytes,
+    format,
+    concurrency,
+    readAhead,
+    maxAttempts,
+    kafkaConfig,
+    ...keys
+  } = options;
+  const brokerOptions: BrokerOptions = {
+    ...(onWarning ? { onWarning } : {}),
+    ...(logger ? { logger } : {}),
+    ...(reconnect ? { reconnect } : {}),
+    ...(bufferWhileDisconnected === undefined ? {} : { bufferWhileDisconnected }),
+    ...(bufferBytes === undefined ? {} : { bufferBytes }),
+    ...(connectAttempts === undefined ? {} : { connectAttempts }),
+    ...(strict === undefined ? {} : { strict }),
+    ...(maxBodyBytes === undefined ? {} : { maxBodyBytes }),
+    ...(format === undefined ? {} : { format }),
+    ...(concurrency === undefined ? {} : { concurrency }),
+    ...(readAhead === undefined ? {} : { readAhead }),
+    ...(maxAttempts === undefined ? {} : { maxAttempts }),
+  };
   return fromConfig(
-    { source: '<inline>', type: 'kafka', options: keys } as BrokerConfig,
-    broker,
+    { source: '<inline>', type: 'kafka', options: keys as Record<string, unknown> } as BrokerConfig,
+    brokerOptions,
     kafkaConfig ? { kafkaConfig } : {},
   );
 }
@@ -542,7 +568,10 @@ function fromConfig(
   options: BrokerOptions,
   hooks: KafkaDriverHooks,
 ): Broker<KafkaClient> {
-  const warn = makeLog(options).warn;
+  const warn =
+    options.onWarning ??
+    options.logger?.warn?.bind(options.logger) ??
+    ((m: string) => process.emitWarning(m, 'ParleyWarning'));
   const settings = resolveKafkaSettings(config, { warn });
   return defineBroker(kafkaDriver(settings, hooks), {
     ...options,
