@@ -10,6 +10,7 @@ export {
   type KafkaDriverHooks,
   kafkaBroker,
   kafkaDriver,
+  mskIamTokenProvider,
 } from './kafka.js';
 export {
   type KafkaOptions,

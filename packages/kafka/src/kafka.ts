@@ -16,35 +16,49 @@ import {
   AckWindow,
   type Broker,
   type BrokerConfig,
+  BrokerConfigError,
   type BrokerDriver,
   type BrokerOptions,
   type Capabilities,
   ConnectionError,
   type ConsumerSink,
+  checkReadAhead,
   type DeadLetter,
   type Delivery,
   type DriverConsumeOptions,
   type DriverConsumer,
   deadLetterHeaders,
   defineBroker,
+  makeLog,
   type OutgoingMessage,
   PublishError,
   type SendOutcome,
+  splitBrokerOptions,
 } from '@parley/core';
 import {
   type Admin,
+  AssignerProtocol,
   type Consumer,
   type EachBatchPayload,
   type IHeaders,
   Kafka,
   type KafkaConfig,
   logLevel,
+  type PartitionAssigner,
   type Producer,
   type SASLOptions,
 } from 'kafkajs';
-import { type KafkaOptions, type KafkaSettings, resolveKafkaSettings } from './options.js';
+import {
+  DEFAULT_READ_AHEAD,
+  type KafkaOptions,
+  type KafkaSettings,
+  resolveKafkaSettings,
+} from './options.js';
 
 const SCOPE = 'kafka';
+/** Joins tried before a subscription fails (see consume), and the backoff between them (times the attempt). */
+const JOIN_ATTEMPTS = 5;
+const JOIN_BACKOFF_MS = 500;
 
 /** What the adapter's `client` is: the kafkajs client and producer of the current connection. */
 export interface KafkaClient {
@@ -57,13 +71,18 @@ export interface KafkaClient {
 export interface KafkaDriverHooks {
   /** Extra kafkajs client config (a `socketFactory` for fault injection, say), merged over Parley's. */
   readonly kafkaConfig?: Partial<KafkaConfig>;
+  /**
+   * With `sasl_mechanism: OAUTHBEARER` (and no AWS MSK IAM switched on): the token for each authentication, from
+   * your identity provider. kafkajs asks again whenever a connection authenticates.
+   */
+  readonly oauthBearerProvider?: () => Promise<{ readonly value: string }>;
 }
 
 /** Options of {@link kafkaBroker}: the endpoints.yml keys, plus `defineBroker`'s options and driver hooks. */
 export interface KafkaBrokerOptions
   extends KafkaOptions,
     KafkaDriverHooks,
-    Omit<BrokerOptions, 'bufferSize' | 'maxBatch'> {}
+    Omit<BrokerOptions, 'bufferSize' | 'maxBatch' | 'concurrency'> {}
 
 const capabilitiesOf = (settings: KafkaSettings): Capabilities => ({
   consumerGroups: true,
@@ -88,17 +107,30 @@ function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-/** kafkajs marks its errors `retriable`; a size or authorisation refusal is not, whatever it says. */
+/** An authentication or authorisation refusal: no retry or rejoin mends it. */
+function isRefusal(error: unknown): boolean {
+  const e = error as { type?: string; name?: string };
+  return /AUTHORIZATION|SASL/.test(String(e.type)) || e.name === 'KafkaJSSASLAuthenticationError';
+}
+
+/**
+ * Whether sending again can succeed. kafkajs marks its errors `retriable`, but a connection error that outlived
+ * its own retries comes wrapped as non-retriable: only what the broker refuses for the message itself or for who
+ * sends it (size, an invalid record, authorisation, authentication, an unsupported request) is permanent, wherever
+ * it sits in the cause chain. Anything else (a lost connection, a leader moving) is retried by core.
+ */
 function isRetryable(error: unknown): boolean {
-  const e = error as { retriable?: boolean; type?: string; name?: string };
-  if (/MESSAGE_TOO_LARGE|RECORD_LIST_TOO_LARGE|INVALID_RECORD|AUTHORIZATION|SASL/.test(String(e.type)))
-    return false;
-  if (e.name === 'KafkaJSSASLAuthenticationError') return false;
-  return (
-    e.retriable !== false ||
-    e.name === 'KafkaJSNumberOfRetriesExceeded' ||
-    e.name === 'KafkaJSConnectionError'
-  );
+  for (let e = error as { type?: string; name?: string; cause?: unknown } | undefined; e; ) {
+    if (
+      /MESSAGE_TOO_LARGE|RECORD_LIST_TOO_LARGE|INVALID_RECORD|AUTHORIZATION|SASL|UNSUPPORTED|INVALID_TOPIC|INVALID_REQUIRED_ACKS/.test(
+        String(e.type),
+      )
+    )
+      return false;
+    if (e.name === 'KafkaJSSASLAuthenticationError') return false;
+    e = e.cause as typeof e;
+  }
+  return true;
 }
 
 function headersOf(raw: IHeaders | undefined): Record<string, string> {
@@ -111,14 +143,41 @@ function headersOf(raw: IHeaders | undefined): Record<string, string> {
   return out;
 }
 
+/** aws-msk-iam-sasl-signer-js, an optional peer: needed only for AWS MSK IAM. */
+async function loadMskSigner(): Promise<typeof import('aws-msk-iam-sasl-signer-js')> {
+  try {
+    return await import('aws-msk-iam-sasl-signer-js');
+  } catch (error) {
+    throw new ConnectionError(
+      SCOPE,
+      'AWS MSK IAM (KAFKA_MSK_AWS_IAM_ENABLED=true) signs its tokens with the package aws-msk-iam-sasl-signer-js: install it (npm install aws-msk-iam-sasl-signer-js)',
+      { cause: error, permanent: true },
+    );
+  }
+}
+
+/**
+ * AWS MSK IAM tokens for `region`: SigV4-signed with the AWS default credential chain, as Rasa Pro's
+ * `get_aws_iam_token`. What `KAFKA_MSK_AWS_IAM_ENABLED=true` uses; also an `oauthBearerProvider` for code.
+ */
+export function mskIamTokenProvider(region: string): () => Promise<{ value: string }> {
+  return async () => ({ value: (await (await loadMskSigner()).generateAuthToken({ region })).token });
+}
+
+function saslOf(settings: KafkaSettings, hooks: KafkaDriverHooks): SASLOptions | undefined {
+  const sasl = settings.sasl;
+  if (sasl === undefined) return undefined;
+  if (sasl.mechanism !== 'oauthbearer') return sasl as SASLOptions;
+  if (sasl.source === 'aws-msk-iam') {
+    return { mechanism: 'oauthbearer', oauthBearerProvider: mskIamTokenProvider(sasl.region) };
+  }
+  const provider = hooks.oauthBearerProvider;
+  if (provider === undefined) return undefined; // refused in fromConfig before any driver exists
+  return { mechanism: 'oauthbearer', oauthBearerProvider: async () => ({ value: (await provider()).value }) };
+}
+
 function kafkaConfigOf(settings: KafkaSettings, hooks: KafkaDriverHooks): KafkaConfig {
-  const sasl: SASLOptions | undefined = settings.sasl
-    ? ({
-        mechanism: settings.sasl.mechanism,
-        username: settings.sasl.username,
-        password: settings.sasl.password,
-      } as SASLOptions)
-    : undefined;
+  const sasl = saslOf(settings, hooks);
   const tls = settings.tls
     ? {
         ...(settings.tls.ca === undefined ? {} : { ca: [settings.tls.ca] }),
@@ -141,6 +200,50 @@ function kafkaConfigOf(settings: KafkaSettings, hooks: KafkaDriverHooks): KafkaC
     ...hooks.kafkaConfig,
   };
 }
+
+/**
+ * kafkajs's round robin, but each topic's partitions go only to the members that subscribe to it. kafkajs's own
+ * gives the leader's topics to every member, so two subscriptions of one group to different topics (a group is
+ * named per topic in Parley, as on every broker) took each other's partitions and left their own unread. Same
+ * name and metadata as kafkajs's, so plain kafkajs members can share a group with Parley's.
+ */
+const roundRobinBySubscription: PartitionAssigner = ({ cluster }) => ({
+  name: 'RoundRobinAssigner',
+  version: 0,
+  async assign({ members }) {
+    const subscribers = new Map<string, string[]>();
+    for (const { memberId, memberMetadata } of members) {
+      for (const t of AssignerProtocol.MemberMetadata.decode(memberMetadata)?.topics ?? []) {
+        subscribers.set(t, [...(subscribers.get(t) ?? []), memberId]);
+      }
+    }
+    await cluster.addMultipleTargetTopics([...subscribers.keys()]);
+    const assignment = new Map<string, Record<string, number[]>>(members.map((m) => [m.memberId, {}]));
+    for (const [t, ids] of subscribers) {
+      ids.sort();
+      const partitions = cluster.findTopicPartitionMetadata(t).map((p) => p.partitionId);
+      partitions.sort((a, b) => a - b);
+      partitions.forEach((partition, i) => {
+        const own = assignment.get(ids[i % ids.length]!)!;
+        own[t] = [...(own[t] ?? []), partition];
+      });
+    }
+    return [...assignment].map(([memberId, own]) => ({
+      memberId,
+      memberAssignment: AssignerProtocol.MemberAssignment.encode({
+        version: 0,
+        assignment: own,
+        userData: Buffer.alloc(0),
+      }),
+    }));
+  },
+  protocol({ topics }) {
+    return {
+      name: 'RoundRobinAssigner',
+      metadata: AssignerProtocol.MemberMetadata.encode({ version: 0, topics, userData: Buffer.alloc(0) }),
+    };
+  },
+});
 
 /** The Kafka driver, from resolved settings. */
 export function kafkaDriver(
@@ -214,7 +317,26 @@ export function kafkaDriver(
     });
   };
 
+  /**
+   * Joins the group, again when the join loses a race with a rebalance. A member that joins while its group
+   * rebalances (a peer joining or leaving at the same moment) can be told to rejoin, find its generation retired,
+   * or (librdkafka's mock cluster) have a late SyncGroup refused: that is the group's moment, not a fault of the
+   * subscription, so a fresh member tries again, a few times. What no rejoin mends (authorisation) fails at once.
+   */
   const consume = async (options: DriverConsumeOptions, sink: ConsumerSink): Promise<DriverConsumer> => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await joinGroup(options, sink);
+      } catch (error) {
+        const cause = (error as Error).cause;
+        if (closed || !connected || attempt >= JOIN_ATTEMPTS || cause === undefined || isRefusal(cause))
+          throw error;
+        await new Promise((resolve) => setTimeout(resolve, JOIN_BACKOFF_MS * attempt));
+      }
+    }
+  };
+
+  const joinGroup = async (options: DriverConsumeOptions, sink: ConsumerSink): Promise<DriverConsumer> => {
     const k = kafka;
     if (!k || !connected) throw new ConnectionError(SCOPE, 'not connected to Kafka');
     const { group, readAhead } = options;
@@ -228,6 +350,7 @@ export function kafkaDriver(
       rebalanceTimeout: Math.max(settings.sessionTimeoutMs, 10_000),
       allowAutoTopicCreation: true,
       maxWaitTimeInMs: 500,
+      partitionAssigners: [roundRobinBySubscription],
       // Core resumes a crashed consumer with a new consume(): kafkajs must not restart it behind core's back.
       retry: { retries: 3, restartOnFailure: async () => false },
     });
@@ -289,8 +412,10 @@ export function kafkaDriver(
         startOffsets = offsets;
       }
     });
+    let running = false;
     consumer.on(consumer.events.CRASH, (event) => {
-      if (stopped || closed) return;
+      // A crash while joining is the join's failure (consume tries again); after it, the consumer is lost.
+      if (stopped || closed || !running) return;
       sink.lost(
         new ConnectionError(SCOPE, `consumer of group ${group} crashed: ${messageOf(event.payload.error)}`),
       );
@@ -375,6 +500,7 @@ export function kafkaDriver(
         eachBatch,
       });
       await joined;
+      running = true;
       // Only once the runner runs: kafkajs drops a commit made before (as in the join's own event).
       if (startOffsets.length > 0) await consumer.commitOffsets(startOffsets).catch(() => {});
     } catch (error) {
@@ -442,6 +568,8 @@ export function kafkaDriver(
 
     async connect(session) {
       if (closed) throw new ConnectionError(SCOPE, 'closed', { permanent: true });
+      if (settings.sasl?.mechanism === 'oauthbearer' && settings.sasl.source === 'aws-msk-iam')
+        await loadMskSigner();
       const previous = producer;
       connected = false;
       await previous?.disconnect().catch(() => {});
@@ -518,41 +646,12 @@ export function kafkaDriver(
 
 /** A Kafka broker from endpoints.yml keys given in code: `kafkaBroker({ url: 'localhost:9092', … })`. */
 export function kafkaBroker(options: KafkaBrokerOptions = {}): Broker<KafkaClient> {
-  const {
-    onWarning,
-    logger,
-    reconnect,
-    bufferWhileDisconnected,
-    bufferBytes,
-    connectAttempts,
-    strict,
-    maxBodyBytes,
-    format,
-    concurrency,
-    readAhead,
-    maxAttempts,
-    kafkaConfig,
-    ...keys
-  } = options;
-  const brokerOptions: BrokerOptions = {
-    ...(onWarning ? { onWarning } : {}),
-    ...(logger ? { logger } : {}),
-    ...(reconnect ? { reconnect } : {}),
-    ...(bufferWhileDisconnected === undefined ? {} : { bufferWhileDisconnected }),
-    ...(bufferBytes === undefined ? {} : { bufferBytes }),
-    ...(connectAttempts === undefined ? {} : { connectAttempts }),
-    ...(strict === undefined ? {} : { strict }),
-    ...(maxBodyBytes === undefined ? {} : { maxBodyBytes }),
-    ...(format === undefined ? {} : { format }),
-    ...(concurrency === undefined ? {} : { concurrency }),
-    ...(readAhead === undefined ? {} : { readAhead }),
-    ...(maxAttempts === undefined ? {} : { maxAttempts }),
-  };
-  return fromConfig(
-    { source: '<inline>', type: 'kafka', options: keys as Record<string, unknown> } as BrokerConfig,
-    brokerOptions,
-    kafkaConfig ? { kafkaConfig } : {},
-  );
+  const { kafkaConfig, oauthBearerProvider, ...rest } = options;
+  const { broker, keys } = splitBrokerOptions(rest);
+  return fromConfig({ source: '<inline>', type: 'kafka', options: keys } as BrokerConfig, broker, {
+    ...(kafkaConfig ? { kafkaConfig } : {}),
+    ...(oauthBearerProvider ? { oauthBearerProvider } : {}),
+  });
 }
 
 /** What `createBroker` calls for `type: kafka`: Rasa's `from_endpoint_config`. */
@@ -568,14 +667,24 @@ function fromConfig(
   options: BrokerOptions,
   hooks: KafkaDriverHooks,
 ): Broker<KafkaClient> {
-  const warn =
-    options.onWarning ??
-    options.logger?.warn?.bind(options.logger) ??
-    ((m: string) => process.emitWarning(m, 'ParleyWarning'));
-  const settings = resolveKafkaSettings(config, { warn });
+  const settings = resolveKafkaSettings(config, { warn: makeLog(options).warn, env: process.env });
+  checkReadAhead(SCOPE, settings);
+  if (
+    settings.sasl?.mechanism === 'oauthbearer' &&
+    settings.sasl.source === 'code' &&
+    !hooks.oauthBearerProvider
+  ) {
+    throw new BrokerConfigError(
+      SCOPE,
+      `${config.source}: ${config.section ?? 'event_broker'}.sasl_mechanism OAUTHBEARER needs tokens: pass oauthBearerProvider to kafkaBroker() in code, or, for AWS MSK IAM, set KAFKA_MSK_AWS_IAM_ENABLED=true and AWS_DEFAULT_REGION (as Rasa Pro does)`,
+    );
+  }
+  const concurrency = options.concurrency ?? settings.concurrency;
   return defineBroker(kafkaDriver(settings, hooks), {
     ...options,
     maxBatch: settings.batchSize,
     ...(settings.queueSize === undefined ? {} : { bufferSize: settings.queueSize }),
+    ...(concurrency === undefined ? {} : { concurrency }),
+    readAhead: options.readAhead ?? settings.readAhead ?? Math.max(DEFAULT_READ_AHEAD, concurrency ?? 1),
   });
 }

@@ -9,7 +9,13 @@ import { type BrokerConfig, ConfigError, readOptions } from '@parley/core';
 export type KafkaSasl =
   | { readonly mechanism: 'plain'; readonly username: string; readonly password: string }
   | { readonly mechanism: 'scram-sha-256'; readonly username: string; readonly password: string }
-  | { readonly mechanism: 'scram-sha-512'; readonly username: string; readonly password: string };
+  | { readonly mechanism: 'scram-sha-512'; readonly username: string; readonly password: string }
+  /**
+   * OAUTHBEARER: tokens from AWS MSK IAM (Rasa Pro's `KAFKA_MSK_AWS_IAM_ENABLED=true`, signed for `region`), or
+   * from the `oauthBearerProvider` given to `kafkaBroker()` in code (`source: 'code'`).
+   */
+  | { readonly mechanism: 'oauthbearer'; readonly source: 'aws-msk-iam'; readonly region: string }
+  | { readonly mechanism: 'oauthbearer'; readonly source: 'code' };
 
 /** TLS material, read from the `ssl_*` files when the settings are resolved (a missing file fails at startup). */
 export interface KafkaTls {
@@ -51,6 +57,14 @@ export interface KafkaSettings {
   readonly sessionTimeoutMs: number;
   /** Consumer heartbeat interval, ms (`heartbeat_interval_ms`, 3 s). */
   readonly heartbeatIntervalMs: number;
+  /** Default handler concurrency of subscriptions (`concurrency`, core's 1). */
+  readonly concurrency: number | undefined;
+  /**
+   * Default read-ahead of subscriptions (`read_ahead`; unset: {@link DEFAULT_READ_AHEAD}, or `concurrency` when larger): messages fetched ahead of the handlers. Kafka fetches
+   * a partition's messages in batches, one sender's events side by side: a read-ahead of only `concurrency` would
+   * fill with one sender's events and leave the other handlers idle.
+   */
+  readonly readAhead: number | undefined;
 }
 
 /** The endpoints.yml keys, as they are written there, for use in code. */
@@ -76,9 +90,14 @@ export interface KafkaOptions {
   readonly max_message_bytes?: number | string;
   readonly session_timeout_ms?: number | string;
   readonly heartbeat_interval_ms?: number | string;
+  readonly concurrency?: number | string;
+  readonly read_ahead?: number | string;
 }
 
 const PROTOCOLS = ['PLAINTEXT', 'SSL', 'SASL_PLAINTEXT', 'SASL_SSL'] as const;
+/** Messages fetched ahead of the handlers by default: a fetch brings a partition's messages in batches. */
+export const DEFAULT_READ_AHEAD = 100;
+
 const MECHANISMS = ['PLAIN', 'SCRAM-SHA-256', 'SCRAM-SHA-512', 'OAUTHBEARER', 'GSSAPI'] as const;
 
 /** Rasa Pro keys Parley accepts and ignores, with why. */
@@ -95,7 +114,11 @@ const PRO_KEYS: Record<string, string> = {
 /** endpoints.yml section (or the same keys in code) → driver settings. */
 export function resolveKafkaSettings(
   config: BrokerConfig,
-  context: { readonly warn?: (message: string) => void } = {},
+  context: {
+    readonly warn?: (message: string) => void;
+    /** Where Rasa Pro's AWS MSK IAM switches are read (`KAFKA_MSK_AWS_IAM_ENABLED`, `AWS_DEFAULT_REGION`). */
+    readonly env?: Readonly<Record<string, string | undefined>>;
+  } = {},
 ): KafkaSettings {
   const section = config.section ?? 'event_broker';
   const warn = context.warn ?? ((m: string) => process.emitWarning(m, 'ParleyConfigWarning'));
@@ -127,6 +150,8 @@ export function resolveKafkaSettings(
   const maxMessageBytes = o.integer('max_message_bytes', 1_048_576, { min: 1 });
   const sessionTimeoutMs = o.integer('session_timeout_ms', 30_000, { min: 1 });
   const heartbeatIntervalMs = o.integer('heartbeat_interval_ms', 3_000, { min: 1 });
+  const concurrency = o.integer('concurrency', { min: 1 });
+  const readAhead = o.integer('read_ahead', { min: 1 });
   o.done({
     warnOnly: PRO_KEYS,
     warn: (m: string) => warn(m.replace(/^\[parley\] /, '[parley] [kafka] ')),
@@ -188,12 +213,22 @@ export function resolveKafkaSettings(
         'GSSAPI (Kerberos) is not supported by Parley: use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512',
       );
     }
-    if (mechanism === 'OAUTHBEARER') {
-      fail(
-        'sasl_mechanism',
-        'OAUTHBEARER (and AWS MSK IAM) is not implemented by Parley yet: use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512',
-      );
+  }
+  if ((protocol === 'SASL_PLAINTEXT' || protocol === 'SASL_SSL') && mechanism === 'OAUTHBEARER') {
+    // As Rasa Pro: AWS MSK IAM is switched on by the environment, and then no username or password is used.
+    if (/^true$/i.test(context.env?.KAFKA_MSK_AWS_IAM_ENABLED ?? '')) {
+      const region = context.env?.AWS_DEFAULT_REGION ?? context.env?.AWS_REGION;
+      if (region === undefined || region === '') {
+        fail(
+          'sasl_mechanism',
+          'OAUTHBEARER with KAFKA_MSK_AWS_IAM_ENABLED=true signs tokens for a region: set AWS_DEFAULT_REGION (as Rasa Pro does)',
+        );
+      }
+      sasl = { mechanism: 'oauthbearer', source: 'aws-msk-iam', region: region as string };
+    } else {
+      sasl = { mechanism: 'oauthbearer', source: 'code' };
     }
+  } else if (protocol === 'SASL_PLAINTEXT' || protocol === 'SASL_SSL') {
     if (username === undefined || password === undefined) {
       fail(
         username === undefined ? 'sasl_username' : 'sasl_password',
@@ -201,7 +236,7 @@ export function resolveKafkaSettings(
       );
     }
     sasl = {
-      mechanism: mechanism.toLowerCase() as KafkaSasl['mechanism'],
+      mechanism: mechanism.toLowerCase() as 'plain' | 'scram-sha-256' | 'scram-sha-512',
       username: username as string,
       password: password as string,
     };
@@ -253,6 +288,8 @@ export function resolveKafkaSettings(
     maxMessageBytes,
     sessionTimeoutMs,
     heartbeatIntervalMs,
+    concurrency,
+    readAhead,
   };
 }
 

@@ -14,7 +14,7 @@ import {
   userUttered,
 } from '@parley/core';
 import { afterAll, describe, expect, it } from 'vitest';
-import { fromEndpointConfig, kafkaBroker, resolveKafkaSettings } from '../src/index.js';
+import { fromEndpointConfig, kafkaBroker, mskIamTokenProvider, resolveKafkaSettings } from '../src/index.js';
 import { readTopic, startCluster, testKeys } from './support.js';
 
 const cluster = await startCluster();
@@ -95,7 +95,7 @@ describe('config: Rasa keys', () => {
     );
   });
 
-  it('accepts SCRAM in any case; GSSAPI is not supported, OAUTHBEARER not yet', () => {
+  it('accepts SCRAM in any case; GSSAPI is not supported', () => {
     const creds = { url: 'k:9092', sasl_username: 'u', sasl_password: 'p' };
     expect(resolveKafkaSettings(config({ ...creds, sasl_mechanism: 'scram-sha-512' })).sasl?.mechanism).toBe(
       'scram-sha-512',
@@ -103,9 +103,52 @@ describe('config: Rasa keys', () => {
     expect(() => resolveKafkaSettings(config({ ...creds, sasl_mechanism: 'GSSAPI' }))).toThrow(
       /GSSAPI.*not supported/,
     );
-    expect(() => resolveKafkaSettings(config({ ...creds, sasl_mechanism: 'oauthbearer' }))).toThrow(
-      /OAUTHBEARER.*not implemented/,
+  });
+
+  it('OAUTHBEARER: tokens from code, or from AWS MSK IAM when Rasa Pro switches it on', () => {
+    const oauth = { url: 'k:9098', security_protocol: 'SASL_SSL', sasl_mechanism: 'oauthbearer' };
+    expect(resolveKafkaSettings(config(oauth), { env: {} }).sasl).toEqual({
+      mechanism: 'oauthbearer',
+      source: 'code',
+    });
+    // From endpoints.yml alone there is no token to send: say both ways to get one.
+    expect(() => fromEndpointConfig(config(oauth))).toThrow(
+      /OAUTHBEARER needs tokens: pass oauthBearerProvider.*KAFKA_MSK_AWS_IAM_ENABLED=true and AWS_DEFAULT_REGION/,
     );
+    const withProvider = kafkaBroker({ ...oauth, oauthBearerProvider: async () => ({ value: 't' }) });
+    open.push(withProvider);
+    expect(withProvider.name).toBe('kafka');
+
+    const msk = { KAFKA_MSK_AWS_IAM_ENABLED: 'true', AWS_DEFAULT_REGION: 'eu-central-1' };
+    expect(resolveKafkaSettings(config(oauth), { env: msk }).sasl).toEqual({
+      mechanism: 'oauthbearer',
+      source: 'aws-msk-iam',
+      region: 'eu-central-1',
+    });
+    expect(() => resolveKafkaSettings(config(oauth), { env: { KAFKA_MSK_AWS_IAM_ENABLED: 'true' } })).toThrow(
+      /set AWS_DEFAULT_REGION/,
+    );
+  });
+
+  it('AWS MSK IAM: a SigV4-signed kafka-cluster:Connect token from the default credential chain', async () => {
+    const saved = { ...process.env };
+    Object.assign(process.env, {
+      AWS_ACCESS_KEY_ID: 'AKIDPARLEYTEST',
+      AWS_SECRET_ACCESS_KEY: 'parley-test-secret',
+    });
+    try {
+      const { value } = await mskIamTokenProvider('eu-central-1')();
+      const url = new URL(Buffer.from(value, 'base64url').toString('utf8'));
+      expect(url.host).toBe('kafka.eu-central-1.amazonaws.com');
+      expect(url.searchParams.get('Action')).toBe('kafka-cluster:Connect');
+      expect(url.searchParams.get('X-Amz-Credential')).toMatch(
+        /^AKIDPARLEYTEST\/\d{8}\/eu-central-1\/kafka-cluster\//,
+      );
+      expect(url.searchParams.get('X-Amz-Signature')).toMatch(/^[0-9a-f]{64}$/);
+      expect(value).not.toContain('parley-test-secret');
+    } finally {
+      process.env = saved;
+    }
   });
 
   it('takes the Rasa 1.x names with a warning, and warns for Rasa Pro keys', () => {

@@ -8,7 +8,8 @@
  * - a rejoining member waits the full session timeout: short session timeouts, fresh group ids per case.
  */
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { Kafka, logLevel } from 'kafkajs';
+import { connect } from 'node:net';
+import { Kafka, type KafkaConfig, logLevel } from 'kafkajs';
 
 export const KAFKA_URL = process.env.KAFKA_URL;
 
@@ -43,15 +44,15 @@ export interface TestCluster {
 }
 
 /**
- * Starts the mock cluster: `kcat -P` (a producer reading stdin) stays alive as long as its stdin is open and idle,
+ * Starts the mock cluster of `brokers` brokers: `kcat -P` (a producer reading stdin) stays alive as long as its stdin is open and idle,
  * and logs the mock's `bootstrap.servers` (random ports each start). Closing stdin ends it.
  */
-export async function startCluster(): Promise<TestCluster> {
+export async function startCluster(brokers = 3): Promise<TestCluster> {
   if (KAFKA_URL) return { url: KAFKA_URL, mock: false, stop: async () => {} };
   const kcat = requireKcat();
   const child: ChildProcess = spawn(
     kcat,
-    ['-b', 'localhost:0', '-X', 'test.mock.num.brokers=3', '-P', '-t', 'parley-mock-keepalive'],
+    ['-b', 'localhost:0', '-X', `test.mock.num.brokers=${brokers}`, '-P', '-t', 'parley-mock-keepalive'],
     { stdio: ['pipe', 'ignore', 'pipe'] },
   );
   const url = await new Promise<string>((resolve, reject) => {
@@ -175,4 +176,16 @@ export function readTopic(cluster: TestCluster, topic: string): RawMessage[] {
       const body = bodies.get(`${m.partition}:${m.offset}`);
       return { partition: m.partition, offset: m.offset, key: m.key, payload: m.payload, body, headers };
     });
+}
+
+/**
+ * kafkajs's `socketFactory` sending every broker connection, whatever address the metadata names, to `via`: with a
+ * one-broker cluster behind a fault proxy at `via`, a cut of the proxy cuts all of the client's traffic.
+ */
+export function everyConnectionThrough(via: { host: string; port: number }): KafkaConfig['socketFactory'] {
+  return ({ onConnect }) => {
+    const socket = connect({ host: via.host, port: via.port }, onConnect);
+    socket.setKeepAlive(true, 30_000);
+    return socket;
+  };
 }
