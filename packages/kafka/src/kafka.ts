@@ -40,7 +40,6 @@ import {
   AssignerProtocol,
   type Consumer,
   type EachBatchPayload,
-  type IHeaders,
   Kafka,
   type KafkaConfig,
   logLevel,
@@ -48,6 +47,7 @@ import {
   type Producer,
   type SASLOptions,
 } from 'kafkajs';
+import { headersOf, kafkaDeadLetters, redriveGroupOf } from './dead-letters.js';
 import {
   DEFAULT_READ_AHEAD,
   type KafkaOptions,
@@ -100,7 +100,8 @@ const capabilitiesOf = (settings: KafkaSettings): Capabilities => ({
   retry: 'in-process',
   // The member heartbeats while core holds its deliveries; nothing is lent per message.
   leases: false,
-  redrive: false,
+  // Listed from the dead-letter topic; a redrive produces them again for their group and marks them there.
+  redrive: true,
 });
 
 function messageOf(error: unknown): string {
@@ -131,16 +132,6 @@ function isRetryable(error: unknown): boolean {
     e = e.cause as typeof e;
   }
   return true;
-}
-
-function headersOf(raw: IHeaders | undefined): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(raw ?? {})) {
-    if (v === undefined) continue;
-    const value = Array.isArray(v) ? v.at(-1) : v;
-    if (value !== undefined) out[k] = value.toString();
-  }
-  return out;
 }
 
 /** aws-msk-iam-sasl-signer-js, an optional peer: needed only for AWS MSK IAM. */
@@ -438,6 +429,13 @@ export function kafkaDriver(
           resolveOffset(message.offset);
           continue;
         }
+        const redriveGroup = redriveGroupOf(message);
+        if (!again && redriveGroup !== undefined && redriveGroup !== group) {
+          // A dead letter redriven to another group: not this group's to handle.
+          state.window.skip(offset + 1);
+          resolveOffset(message.offset);
+          continue;
+        }
         while (unacked >= readAhead && isRunning() && !isStale() && !stopped) {
           await new Promise<void>((resolve) => {
             wake = resolve;
@@ -609,6 +607,17 @@ export function kafkaDriver(
 
     send,
     consume,
+
+    deadLetters: kafkaDeadLetters({
+      topic,
+      deadLetterTopic: settings.deadLetterTopic,
+      defaultGroup: settings.group,
+      partitionBySender: settings.partitionBySender,
+      live: () => {
+        if (!kafka || !producer || !connected) throw new ConnectionError(SCOPE, 'not connected to Kafka');
+        return { kafka, producer };
+      },
+    }),
 
     async deadLetter(deadLetter: DeadLetter) {
       const p = producer;

@@ -281,6 +281,51 @@ describe('consumer group', () => {
     expect(letter?.headers.RASA_ENVIRONMENT).toBeDefined();
     expect(JSON.parse(letter!.payload!).text).toBe('hello 0');
   });
+
+  it('lists dead letters from the dead-letter topic and redrives them to their group only, once', async () => {
+    const topic = fresh('redrive');
+    const broker = make(topic, { partition_by_sender: true });
+    const [group, other] = [fresh('g'), fresh('other')];
+    let healed = false;
+    const handled: string[] = [];
+    const othersSaw: string[] = [];
+    const sub = broker.subscribe(
+      (e) => {
+        if (!healed) throw new Error(`poison ${(e as { text?: string }).text}`);
+        handled.push((e as { text?: string }).text ?? '');
+      },
+      { group, maxAttempts: 1 },
+    );
+    const bystander = broker.subscribe((e) => void othersSaw.push((e as { text?: string }).text ?? ''), {
+      group: other,
+    });
+    await Promise.all([sub.ready, bystander.ready]);
+    for (let i = 0; i < 3; i++) await broker.publish(event(i, `${run}-r${i}`));
+    await waitFor(() => sub.stats.deadLettered === 3 && othersSaw.length === 3, '3 dead letters');
+
+    const letters = await broker.deadLetters(group);
+    expect(letters.map((l) => JSON.parse(Buffer.from(l.body).toString()).text).sort()).toEqual([
+      'hello 0',
+      'hello 1',
+      'hello 2',
+    ]);
+    expect(letters.every((l) => /^\d+:\d+$/.test(l.id) && l.reason === 'handler-failed')).toBe(true);
+    expect(letters[0]!.error.message).toMatch(/^poison hello/);
+    expect(await broker.deadLetters(other)).toEqual([]);
+
+    healed = true;
+    expect(await broker.redrive({ group, ids: [letters[0]!.id] })).toEqual({ redriven: 1 });
+    await waitFor(() => handled.length === 1, 'the redriven event handled');
+    expect((await broker.deadLetters(group)).map((l) => l.id)).toEqual(letters.slice(1).map((l) => l.id));
+    expect(await broker.redrive({ group })).toEqual({ redriven: 2 });
+    await waitFor(() => handled.length === 3, 'every redriven event handled');
+    expect(await broker.deadLetters(group)).toEqual([]);
+    await new Promise((r) => setTimeout(r, 1_000));
+    // Each once, and only by the group they were redriven to.
+    expect(handled.sort()).toEqual(['hello 0', 'hello 1', 'hello 2']);
+    expect(othersSaw.sort()).toEqual(['hello 0', 'hello 1', 'hello 2']);
+    await Promise.all([sub.close(), bystander.close()]);
+  });
 });
 
 const hasConfluent =
