@@ -29,6 +29,7 @@ import {
   type DriverConsumer,
   deadLetterHeaders,
   defineBroker,
+  dumpsPython,
   makeLog,
   type OutgoingMessage,
   PublishError,
@@ -240,6 +241,7 @@ const roundRobinBySubscription: PartitionAssigner = ({ cluster }) => ({
 export function kafkaDriver(
   settings: KafkaSettings,
   hooks: KafkaDriverHooks = {},
+  warn: (message: string) => void = (m) => process.emitWarning(m, 'ParleyWarning'),
 ): BrokerDriver<KafkaClient> {
   const { topic } = settings;
   const rasaEnvironment = process.env.RASA_ENVIRONMENT ?? 'RASA_ENVIRONMENT_NOT_SET';
@@ -254,12 +256,40 @@ export function kafkaDriver(
     settings,
   };
 
-  const toMessage = (m: OutgoingMessage) => ({
-    key: settings.partitionBySender ? Buffer.from(m.senderId, 'utf8') : null,
-    value: Buffer.from(m.body.buffer, m.body.byteOffset, m.body.byteLength),
-    // Rasa sends exactly this header; Parley's own (publish options) travel beside it.
-    headers: { ...m.headers, RASA_ENVIRONMENT: rasaEnvironment },
-  });
+  /**
+   * `on_message_too_large: error_event`: what Rasa Pro's KafkaEventBroker sends in place of an event over the size
+   * limit, its `error` event (`ErrorHandled(error_code=10)`, then `sender_id`), with a warning naming the event.
+   */
+  const inPlaceOfTooLarge = (m: OutgoingMessage): OutgoingMessage => {
+    if (settings.onMessageTooLarge !== 'error_event' || m.body.byteLength <= settings.maxMessageBytes)
+      return m;
+    const reason = `the event is ${m.body.byteLength} bytes, over max_message_bytes (${settings.maxMessageBytes})`;
+    warn(
+      `[parley] [kafka] event ${m.eventName} of sender "${m.senderId}" sent as an error event in its place: ${reason} (on_message_too_large: error_event)`,
+    );
+    const replacement = {
+      event: 'error',
+      timestamp: Date.now() / 1000,
+      metadata: {
+        error_msg: `Skipping message for event type '${m.eventName}' because of Kafka message size limit: ${reason}`,
+        error_source: 'KafkaEventBroker',
+      },
+      error_code: 10,
+      sender_id: m.senderId,
+    };
+    const body = Buffer.from(dumpsPython(replacement, { floats: { timestamp: true } }), 'utf8');
+    return { ...m, body, eventName: 'error' };
+  };
+
+  const toMessage = (original: OutgoingMessage) => {
+    const m = inPlaceOfTooLarge(original);
+    return {
+      key: settings.partitionBySender ? Buffer.from(m.senderId, 'utf8') : null,
+      value: Buffer.from(m.body.buffer, m.body.byteOffset, m.body.byteLength),
+      // Rasa sends exactly this header; Parley's own (publish options) travel beside it.
+      headers: { ...m.headers, RASA_ENVIRONMENT: rasaEnvironment },
+    };
+  };
 
   const produce = async (batch: readonly OutgoingMessage[]): Promise<readonly SendOutcome[]> => {
     const p = producer;
@@ -562,7 +592,11 @@ export function kafkaDriver(
     defaultFormat: 'python',
     defaultGroup: settings.group,
     client: holder,
-    limits: { maxBatchMessages: settings.batchSize, maxMessageBytes: settings.maxMessageBytes },
+    limits: {
+      maxBatchMessages: settings.batchSize,
+      // With error_event, an event over the limit is replaced in send() rather than refused by core.
+      ...(settings.onMessageTooLarge === 'reject' ? { maxMessageBytes: settings.maxMessageBytes } : {}),
+    },
 
     async connect(session) {
       if (closed) throw new ConnectionError(SCOPE, 'closed', { permanent: true });
@@ -676,7 +710,8 @@ function fromConfig(
   options: BrokerOptions,
   hooks: KafkaDriverHooks,
 ): Broker<KafkaClient> {
-  const settings = resolveKafkaSettings(config, { warn: makeLog(options).warn, env: process.env });
+  const { warn } = makeLog(options);
+  const settings = resolveKafkaSettings(config, { warn, env: process.env });
   checkReadAhead(SCOPE, settings);
   if (
     settings.sasl?.mechanism === 'oauthbearer' &&
@@ -689,7 +724,7 @@ function fromConfig(
     );
   }
   const concurrency = options.concurrency ?? settings.concurrency;
-  return defineBroker(kafkaDriver(settings, hooks), {
+  return defineBroker(kafkaDriver(settings, hooks, warn), {
     ...options,
     maxBatch: settings.batchSize,
     ...(settings.queueSize === undefined ? {} : { bufferSize: settings.queueSize }),

@@ -53,6 +53,11 @@ export interface KafkaSettings {
   readonly idempotent: boolean;
   /** The largest message the broker takes, bytes (`max_message_bytes`, Kafka's default 1 MiB). */
   readonly maxMessageBytes: number;
+  /**
+   * An event over `maxMessageBytes` (`on_message_too_large`): `reject` its publish (default), or `error_event`:
+   * send Rasa Pro's `error` event in its place, as Rasa Pro's KafkaEventBroker does.
+   */
+  readonly onMessageTooLarge: 'reject' | 'error_event';
   /** Consumer group session timeout, ms (`session_timeout_ms`, 30 s). */
   readonly sessionTimeoutMs: number;
   /** Consumer heartbeat interval, ms (`heartbeat_interval_ms`, 3 s). */
@@ -88,6 +93,7 @@ export interface KafkaOptions {
   readonly linger_ms?: number | string;
   readonly idempotent?: boolean | string;
   readonly max_message_bytes?: number | string;
+  readonly on_message_too_large?: 'reject' | 'error_event';
   readonly session_timeout_ms?: number | string;
   readonly heartbeat_interval_ms?: number | string;
   readonly concurrency?: number | string;
@@ -148,6 +154,7 @@ export function resolveKafkaSettings(
   const lingerMs = o.integer('linger_ms', 0, { min: 0 });
   const idempotent = o.boolean('idempotent', true);
   const maxMessageBytes = o.integer('max_message_bytes', 1_048_576, { min: 1 });
+  const onMessageTooLarge = o.oneOf('on_message_too_large', ['reject', 'error_event'] as const, 'reject');
   const sessionTimeoutMs = o.integer('session_timeout_ms', 30_000, { min: 1 });
   const heartbeatIntervalMs = o.integer('heartbeat_interval_ms', 3_000, { min: 1 });
   const concurrency = o.integer('concurrency', { min: 1 });
@@ -286,6 +293,7 @@ export function resolveKafkaSettings(
     lingerMs,
     idempotent,
     maxMessageBytes,
+    onMessageTooLarge,
     sessionTimeoutMs,
     heartbeatIntervalMs,
     concurrency,

@@ -228,6 +228,35 @@ describe('wire: what Rasa writes', () => {
     const broker = make(fresh('big'), { max_message_bytes: 1_000 });
     await expect(broker.publish(event(0, 'x'.repeat(2_000)))).rejects.toThrow(/1000|1,000/);
   });
+
+  it("on_message_too_large: error_event sends Rasa Pro's error event in its place, with a warning", async () => {
+    const topic = fresh('big-error');
+    const warnings: string[] = [];
+    const broker = make(topic, {
+      max_message_bytes: 1_000,
+      on_message_too_large: 'error_event',
+      partition_by_sender: true,
+      onWarning: (m) => warnings.push(m),
+    });
+    const sender = `${run}-big`;
+    await broker.publish({ ...event(0, sender), text: 'x'.repeat(2_000) } as EventEnvelope<AnyEvent>);
+    await broker.publish(event(1, sender));
+    const messages = readTopic(cluster, topic);
+    expect(messages.map((m) => m.key)).toEqual([sender, sender]);
+    const replaced = JSON.parse(messages[0]!.payload!);
+    expect(Object.keys(replaced)).toEqual(['event', 'timestamp', 'metadata', 'error_code', 'sender_id']);
+    expect(replaced).toMatchObject({
+      event: 'error',
+      error_code: 10,
+      sender_id: sender,
+      metadata: { error_source: 'KafkaEventBroker' },
+    });
+    expect(replaced.metadata.error_msg).toMatch(
+      /^Skipping message for event type 'user' because of Kafka message size limit: .*over max_message_bytes \(1000\)/,
+    );
+    expect(JSON.parse(messages[1]!.payload!).text).toBe('hello 1');
+    expect(warnings.join('\n')).toMatch(/event user of sender .* sent as an error event in its place/);
+  });
 });
 
 describe('consumer group', () => {
