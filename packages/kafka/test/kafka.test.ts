@@ -357,6 +357,70 @@ describe('consumer group', () => {
   });
 });
 
+describe('rebalances', () => {
+  it('a second and a third consumer join mid-stream and one leaves: nothing lost, each sender in order', async () => {
+    const topic = fresh('rebalance');
+    const group = fresh('g');
+    const publisher = make(topic, { partition_by_sender: true });
+    const first = new Map<string, number>(); // event key -> handlings
+    const order = new Map<string, number[]>(); // sender -> seq of each first handling
+    const handler = (e: EventEnvelope<AnyEvent>) => {
+      const key = `${e.sender_id}#${(e as { text?: string }).text}`;
+      const seen = first.get(key) ?? 0;
+      first.set(key, seen + 1);
+      if (seen === 0) {
+        const seq = Number(((e as { text?: string }).text ?? '').split(' ')[1]);
+        order.set(e.sender_id, [...(order.get(e.sender_id) ?? []), seq]);
+      }
+    };
+    const shares = new Map<string, number>();
+    const consumer = (name: string) => {
+      const broker = make(topic, { partition_by_sender: true });
+      return broker.subscribe(
+        (e) => {
+          shares.set(name, (shares.get(name) ?? 0) + 1);
+          handler(e);
+        },
+        { group, concurrency: 4 },
+      );
+    };
+    const a = consumer('a');
+    await a.ready;
+    const total = 2_000;
+    const senders = 40;
+    let b: ReturnType<typeof consumer> | undefined;
+    let c: ReturnType<typeof consumer> | undefined;
+    const joins: Promise<void>[] = [];
+    for (let i = 0; i < total; i++) {
+      if (i === 500) {
+        b = consumer('b');
+        joins.push(b.ready);
+      }
+      if (i === 1_000) {
+        c = consumer('c');
+        joins.push(c.ready);
+      }
+      if (i === 1_500) joins.push(b!.close());
+      await publisher.publish(event(i, `${run}-rb${i % senders}`));
+      if (i % 100 === 99) await new Promise((r) => setTimeout(r, 500)); // ~10 s of traffic, rebalances inside it
+    }
+    await Promise.all(joins);
+    await waitFor(() => first.size >= total, `${total} events (${first.size} so far)`, 60_000);
+    const duplicates = [...first.values()].reduce((sum, n) => sum + n - 1, 0);
+    console.info(
+      `[kafka] rebalances: ${total} sent, ${first.size} received, ${duplicates} duplicates; handled by a/b/c: ${['a', 'b', 'c'].map((n) => shares.get(n) ?? 0).join(' / ')}`,
+    );
+    expect(shares.get('b'), 'events the second consumer handled before it left').toBeGreaterThan(0);
+    expect(shares.get('c'), 'events the third consumer handled').toBeGreaterThan(0);
+    const unordered = [...order].filter(([, seqs]) => seqs.some((seq, i) => i > 0 && seq < seqs[i - 1]!));
+    expect(
+      unordered.map(([sender]) => sender),
+      'senders first handled out of publish order',
+    ).toEqual([]);
+    await Promise.all([a.close(), c!.close()]);
+  }, 120_000);
+});
+
 const hasConfluent =
   spawnSync('/usr/bin/python3', ['-c', 'import confluent_kafka'], { stdio: 'ignore' }).status === 0;
 describe.skipIf(!hasConfluent)("interop with python3-confluent-kafka (Rasa's client)", () => {
