@@ -8,9 +8,11 @@
  *   are committed only up to its last contiguous handled message, so a crash or a rebalance loses nothing.
  *   Waiting for room (read-ahead) inside `eachBatch` heartbeats, so long handlers keep the member in its group.
  * - rebalance: partitions missing from the new assignment abort their deliveries' `revoked` signals.
- * - dead letters: produced to the dead-letter topic with core's dead-letter headers.
+ * - dead letters: produced to the dead-letter topic with core's dead-letter headers; listed and redriven by
+ *   ./dead-letters.ts.
  *
- * kafkajs stays behind this file: nothing else in the package imports it (see the README on replacing it).
+ * kafkajs stays behind this file and ./dead-letters.ts: nothing else in the package imports it (see the README on
+ * replacing it).
  */
 import {
   AckWindow,
