@@ -3,14 +3,13 @@
  * and header as Rasa's `KafkaEventBroker`, with consumer groups for reading. `type: kafka` in endpoints.yml.
  */
 
+export { type KafkaDriverHooks, mskIamTokenProvider } from './client.js';
 export {
   fromEndpointConfig,
   type KafkaBrokerOptions,
   type KafkaClient,
-  type KafkaDriverHooks,
   kafkaBroker,
   kafkaDriver,
-  mskIamTokenProvider,
 } from './kafka.js';
 export {
   type KafkaOptions,

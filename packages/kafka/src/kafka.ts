@@ -2,20 +2,16 @@
  * The Kafka driver: a translation of the contract to one topic and consumer groups, on kafkajs. Core owns the rest
  * (reconnecting, resuming consumers, retries, ordering among one consumer's deliveries, draining).
  *
- * - publish: one `producer.send` per batch, in batch order (acks all, idempotent by default); value = the Rasa
- *   JSON byte for byte, key = `sender_id` with `partition_by_sender`, header `RASA_ENVIRONMENT` always.
- * - consume: `eachBatch` without auto-resolve or auto-commit; each partition has an {@link AckWindow}, and offsets
- *   are committed only up to its last contiguous handled message, so a crash or a rebalance loses nothing.
- *   Waiting for room (read-ahead) inside `eachBatch` heartbeats, so long handlers keep the member in its group.
- * - rebalance: partitions missing from the new assignment abort their deliveries' `revoked` signals.
+ * - publish (here): one `producer.send` per batch, in batch order (acks all, idempotent by default); value = the
+ *   Rasa JSON byte for byte, key = `sender_id` with `partition_by_sender`, header `RASA_ENVIRONMENT` always.
+ * - consume: a group member per subscription (./consumer.ts), joined again when a join loses a rebalance race.
  * - dead letters: produced to the dead-letter topic with core's dead-letter headers; listed and redriven by
  *   ./dead-letters.ts.
+ * - the kafkajs client itself (SASL, TLS, the assigner, which errors are retryable): ./client.ts.
  *
- * kafkajs stays behind this file and ./dead-letters.ts: nothing else in the package imports it (see the README on
- * replacing it).
+ * kafkajs stays behind these four files (see the README on replacing it).
  */
 import {
-  AckWindow,
   type Broker,
   type BrokerConfig,
   BrokerConfigError,
@@ -26,7 +22,6 @@ import {
   type ConsumerSink,
   checkReadAhead,
   type DeadLetter,
-  type Delivery,
   type DriverConsumeOptions,
   type DriverConsumer,
   deadLetterHeaders,
@@ -38,19 +33,18 @@ import {
   type SendOutcome,
   splitBrokerOptions,
 } from '@parley/core';
+import { Kafka, type Producer } from 'kafkajs';
 import {
-  type Admin,
-  AssignerProtocol,
-  type Consumer,
-  type EachBatchPayload,
-  Kafka,
-  type KafkaConfig,
-  logLevel,
-  type PartitionAssigner,
-  type Producer,
-  type SASLOptions,
-} from 'kafkajs';
-import { headersOf, kafkaDeadLetters, redriveGroupOf } from './dead-letters.js';
+  isRefusal,
+  isRetryable,
+  type KafkaDriverHooks,
+  kafkaConfigOf,
+  loadMskSigner,
+  messageOf,
+  SCOPE,
+} from './client.js';
+import { joinGroup } from './consumer.js';
+import { kafkaDeadLetters } from './dead-letters.js';
 import {
   DEFAULT_READ_AHEAD,
   type KafkaOptions,
@@ -58,7 +52,6 @@ import {
   resolveKafkaSettings,
 } from './options.js';
 
-const SCOPE = 'kafka';
 /** Joins tried before a subscription fails (see consume), and the backoff between them (times the attempt). */
 const JOIN_ATTEMPTS = 5;
 const JOIN_BACKOFF_MS = 500;
@@ -68,17 +61,6 @@ export interface KafkaClient {
   readonly kafka: Kafka | undefined;
   readonly producer: Producer | undefined;
   readonly settings: KafkaSettings;
-}
-
-/** Test and escape-hatch hooks that are not endpoints.yml keys. */
-export interface KafkaDriverHooks {
-  /** Extra kafkajs client config (a `socketFactory` for fault injection, say), merged over Parley's. */
-  readonly kafkaConfig?: Partial<KafkaConfig>;
-  /**
-   * With `sasl_mechanism: OAUTHBEARER` (and no AWS MSK IAM switched on): the token for each authentication, from
-   * your identity provider. kafkajs asks again whenever a connection authenticates.
-   */
-  readonly oauthBearerProvider?: () => Promise<{ readonly value: string }>;
 }
 
 /** Options of {@link kafkaBroker}: the endpoints.yml keys, plus `defineBroker`'s options and driver hooks. */
@@ -105,138 +87,6 @@ const capabilitiesOf = (settings: KafkaSettings): Capabilities => ({
   leases: false,
   // Listed from the dead-letter topic; a redrive produces them again for their group and marks them there.
   redrive: true,
-});
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
-/** An authentication or authorisation refusal: no retry or rejoin mends it. */
-function isRefusal(error: unknown): boolean {
-  const e = error as { type?: string; name?: string };
-  return /AUTHORIZATION|SASL/.test(String(e.type)) || e.name === 'KafkaJSSASLAuthenticationError';
-}
-
-/**
- * Whether sending again can succeed. kafkajs marks its errors `retriable`, but a connection error that outlived
- * its own retries comes wrapped as non-retriable: only what the broker refuses for the message itself or for who
- * sends it (size, an invalid record, authorisation, authentication, an unsupported request) is permanent, wherever
- * it sits in the cause chain. Anything else (a lost connection, a leader moving) is retried by core.
- */
-function isRetryable(error: unknown): boolean {
-  for (let e = error as { type?: string; name?: string; cause?: unknown } | undefined; e; ) {
-    if (
-      /MESSAGE_TOO_LARGE|RECORD_LIST_TOO_LARGE|INVALID_RECORD|AUTHORIZATION|SASL|UNSUPPORTED|INVALID_TOPIC|INVALID_REQUIRED_ACKS/.test(
-        String(e.type),
-      )
-    )
-      return false;
-    if (e.name === 'KafkaJSSASLAuthenticationError') return false;
-    e = e.cause as typeof e;
-  }
-  return true;
-}
-
-/** aws-msk-iam-sasl-signer-js, an optional peer: needed only for AWS MSK IAM. */
-async function loadMskSigner(): Promise<typeof import('aws-msk-iam-sasl-signer-js')> {
-  try {
-    return await import('aws-msk-iam-sasl-signer-js');
-  } catch (error) {
-    throw new ConnectionError(
-      SCOPE,
-      'AWS MSK IAM (KAFKA_MSK_AWS_IAM_ENABLED=true) signs its tokens with the package aws-msk-iam-sasl-signer-js: install it (npm install aws-msk-iam-sasl-signer-js)',
-      { cause: error, permanent: true },
-    );
-  }
-}
-
-/**
- * AWS MSK IAM tokens for `region`: SigV4-signed with the AWS default credential chain, as Rasa Pro's
- * `get_aws_iam_token`. What `KAFKA_MSK_AWS_IAM_ENABLED=true` uses; also an `oauthBearerProvider` for code.
- */
-export function mskIamTokenProvider(region: string): () => Promise<{ value: string }> {
-  return async () => ({ value: (await (await loadMskSigner()).generateAuthToken({ region })).token });
-}
-
-function saslOf(settings: KafkaSettings, hooks: KafkaDriverHooks): SASLOptions | undefined {
-  const sasl = settings.sasl;
-  if (sasl === undefined) return undefined;
-  if (sasl.mechanism !== 'oauthbearer') return sasl as SASLOptions;
-  if (sasl.source === 'aws-msk-iam') {
-    return { mechanism: 'oauthbearer', oauthBearerProvider: mskIamTokenProvider(sasl.region) };
-  }
-  const provider = hooks.oauthBearerProvider;
-  if (provider === undefined) return undefined; // refused in fromConfig before any driver exists
-  return { mechanism: 'oauthbearer', oauthBearerProvider: async () => ({ value: (await provider()).value }) };
-}
-
-function kafkaConfigOf(settings: KafkaSettings, hooks: KafkaDriverHooks): KafkaConfig {
-  const sasl = saslOf(settings, hooks);
-  const tls = settings.tls
-    ? {
-        ...(settings.tls.ca === undefined ? {} : { ca: [settings.tls.ca] }),
-        ...(settings.tls.cert === undefined ? {} : { cert: settings.tls.cert }),
-        ...(settings.tls.key === undefined ? {} : { key: settings.tls.key }),
-        ...(settings.tls.checkHostname ? {} : { checkServerIdentity: () => undefined }),
-      }
-    : undefined;
-  return {
-    brokers: [...settings.brokers],
-    ...(settings.clientId === undefined ? {} : { clientId: settings.clientId }),
-    ...(sasl ? { sasl } : {}),
-    ...(tls ? { ssl: tls } : {}),
-    connectionTimeout: 5_000,
-    requestTimeout: 15_000,
-    // Core retries failed sends with backoff and owns reconnection: kafkajs tries a few times, then reports.
-    retry: { retries: 3, initialRetryTime: 100, maxRetryTime: 2_000 },
-    // kafkajs logs to stdout by default; its errors reach us as rejected calls anyway.
-    logLevel: logLevel.NOTHING,
-    ...hooks.kafkaConfig,
-  };
-}
-
-/**
- * kafkajs's round robin, but each topic's partitions go only to the members that subscribe to it. kafkajs's own
- * gives the leader's topics to every member, so two subscriptions of one group to different topics (a group is
- * named per topic in Parley, as on every broker) took each other's partitions and left their own unread. Same
- * name and metadata as kafkajs's, so plain kafkajs members can share a group with Parley's.
- */
-const roundRobinBySubscription: PartitionAssigner = ({ cluster }) => ({
-  name: 'RoundRobinAssigner',
-  version: 0,
-  async assign({ members }) {
-    const subscribers = new Map<string, string[]>();
-    for (const { memberId, memberMetadata } of members) {
-      for (const t of AssignerProtocol.MemberMetadata.decode(memberMetadata)?.topics ?? []) {
-        subscribers.set(t, [...(subscribers.get(t) ?? []), memberId]);
-      }
-    }
-    await cluster.addMultipleTargetTopics([...subscribers.keys()]);
-    const assignment = new Map<string, Record<string, number[]>>(members.map((m) => [m.memberId, {}]));
-    for (const [t, ids] of subscribers) {
-      ids.sort();
-      const partitions = cluster.findTopicPartitionMetadata(t).map((p) => p.partitionId);
-      partitions.sort((a, b) => a - b);
-      partitions.forEach((partition, i) => {
-        const own = assignment.get(ids[i % ids.length]!)!;
-        own[t] = [...(own[t] ?? []), partition];
-      });
-    }
-    return [...assignment].map(([memberId, own]) => ({
-      memberId,
-      memberAssignment: AssignerProtocol.MemberAssignment.encode({
-        version: 0,
-        assignment: own,
-        userData: Buffer.alloc(0),
-      }),
-    }));
-  },
-  protocol({ topics }) {
-    return {
-      name: 'RoundRobinAssigner',
-      metadata: AssignerProtocol.MemberMetadata.encode({ version: 0, topics, userData: Buffer.alloc(0) }),
-    };
-  },
 });
 
 /** The Kafka driver, from resolved settings. */
@@ -349,241 +199,15 @@ export function kafkaDriver(
   const consume = async (options: DriverConsumeOptions, sink: ConsumerSink): Promise<DriverConsumer> => {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await joinGroup(options, sink);
+        const k = kafka;
+        if (!k || !connected) throw new ConnectionError(SCOPE, 'not connected to Kafka');
+        return await joinGroup(k, { topic, settings, closed: () => closed, consumers }, options, sink);
       } catch (error) {
         const cause = (error as Error).cause;
         if (closed || !connected || attempt >= JOIN_ATTEMPTS || cause === undefined || isRefusal(cause))
           throw error;
         await new Promise((resolve) => setTimeout(resolve, JOIN_BACKOFF_MS * attempt));
       }
-    }
-  };
-
-  const joinGroup = async (options: DriverConsumeOptions, sink: ConsumerSink): Promise<DriverConsumer> => {
-    const k = kafka;
-    if (!k || !connected) throw new ConnectionError(SCOPE, 'not connected to Kafka');
-    const { group, readAhead } = options;
-    let start = await latestStart(k, group, options.from);
-    /** The commit of a new group's start: `ready` waits for it (a group closed at once must exist after). */
-    let startOffsets: { topic: string; partition: number; offset: string }[] = [];
-    const consumer: Consumer = k.consumer({
-      groupId: group,
-      sessionTimeout: settings.sessionTimeoutMs,
-      heartbeatInterval: settings.heartbeatIntervalMs,
-      rebalanceTimeout: Math.max(settings.sessionTimeoutMs, 10_000),
-      allowAutoTopicCreation: true,
-      maxWaitTimeInMs: 500,
-      partitionAssigners: [roundRobinBySubscription],
-      // Core resumes a crashed consumer with a new consume(): kafkajs must not restart it behind core's back.
-      retry: { retries: 3, restartOnFailure: async () => false },
-    });
-
-    /** Per partition: the window of held offsets, and the abort controller of each held delivery. */
-    const partitions = new Map<
-      number,
-      { window: AckWindow<number>; held: Map<number, AbortController>; released: Set<number> }
-    >();
-    let unacked = 0;
-    let wake: (() => void) | undefined;
-    const notify = () => {
-      const w = wake;
-      wake = undefined;
-      w?.();
-    };
-    let stopped = false;
-
-    /** Commits of one tick go out as one request (core acks deliveries one by one). */
-    let pendingCommit: { promise: Promise<void>; partitions: Set<number> } | undefined;
-    const commit = (partition: number): Promise<void> => {
-      if (!pendingCommit) {
-        const batch = { partitions: new Set<number>(), promise: Promise.resolve() };
-        batch.promise = new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
-          pendingCommit = undefined;
-          const offsets = [...batch.partitions].flatMap((p) => {
-            const state = partitions.get(p);
-            return state ? [{ topic, partition: p, offset: String(state.window.committed) }] : [];
-          });
-          if (offsets.length > 0) await consumer.commitOffsets(offsets);
-        });
-        pendingCommit = batch;
-      }
-      pendingCommit.partitions.add(partition);
-      return pendingCommit.promise;
-    };
-
-    const revoke = (partition: number) => {
-      const state = partitions.get(partition);
-      if (!state) return;
-      partitions.delete(partition);
-      for (const controller of state.held.values()) controller.abort();
-      unacked -= state.held.size;
-      notify();
-    };
-
-    consumer.on(consumer.events.GROUP_JOIN, (event) => {
-      const assigned = new Set(event.payload.memberAssignment[topic] ?? []);
-      for (const partition of [...partitions.keys()]) if (!assigned.has(partition)) revoke(partition);
-      const from = start;
-      start = undefined;
-      if (from) {
-        // A new group: start at the ends read before joining, and commit them, so that the group exists from now.
-        const offsets = [...assigned].flatMap((partition) => {
-          const offset = from.get(partition);
-          return offset === undefined ? [] : [{ topic, partition, offset }];
-        });
-        for (const o of offsets) consumer.seek(o);
-        startOffsets = offsets;
-      }
-    });
-    let running = false;
-    consumer.on(consumer.events.CRASH, (event) => {
-      // A crash while joining is the join's failure (consume tries again); after it, the consumer is lost.
-      if (stopped || closed || !running) return;
-      sink.lost(
-        new ConnectionError(SCOPE, `consumer of group ${group} crashed: ${messageOf(event.payload.error)}`),
-      );
-    });
-
-    const eachBatch = async ({ batch, heartbeat, resolveOffset, isRunning, isStale }: EachBatchPayload) => {
-      const partition = batch.partition;
-      for (const message of batch.messages) {
-        if (!isRunning() || isStale() || stopped) return;
-        const offset = Number(message.offset);
-        let state = partitions.get(partition);
-        if (!state) {
-          state = { window: new AckWindow<number>(offset), held: new Map(), released: new Set() };
-          partitions.set(partition, state);
-        }
-        // A partition kept through a rebalance is fetched again from its committed offset, and a release seeks
-        // back to the released offset: what is still held was delivered once already; only released ones go again.
-        const again = offset < state.window.end;
-        if (again && !state.released.has(offset)) {
-          resolveOffset(message.offset);
-          continue;
-        }
-        const redriveGroup = redriveGroupOf(message);
-        if (!again && redriveGroup !== undefined && redriveGroup !== group) {
-          // A dead letter redriven to another group: not this group's to handle.
-          state.window.skip(offset + 1);
-          resolveOffset(message.offset);
-          continue;
-        }
-        while (unacked >= readAhead && isRunning() && !isStale() && !stopped) {
-          await new Promise<void>((resolve) => {
-            wake = resolve;
-            setTimeout(resolve, Math.min(1_000, settings.heartbeatIntervalMs)).unref();
-          });
-          // Long handlers: the member stays in its group while core holds what it read.
-          await heartbeat();
-        }
-        if (!isRunning() || isStale() || stopped || partitions.get(partition) !== state) return;
-        if (again) state.released.delete(offset);
-        else state.window.add(offset, offset + 1);
-        const controller = new AbortController();
-        state.held.set(offset, controller);
-        unacked++;
-        const own = state;
-        const settle = (): boolean => {
-          if (!own.held.delete(offset)) return false;
-          unacked--;
-          notify();
-          return true;
-        };
-        const key = message.key?.toString('utf8');
-        const delivery: Delivery = {
-          id: `${partition}:${message.offset}`,
-          body: message.value ? new Uint8Array(message.value) : new Uint8Array(0),
-          headers: headersOf(message.headers),
-          ...(key === undefined || key === '' ? {} : { senderId: key }),
-          redelivered: again,
-          revoked: controller.signal,
-          ack: async () => {
-            if (!settle()) return;
-            if (own.window.ack(offset) && partitions.get(partition) === own) await commit(partition);
-          },
-          release: async () => {
-            // A partition is a log: a released message stays unacknowledged in its window (holding the commit) and
-            // the consumer seeks back to it, so it is fetched and delivered again; newer held ones are skipped.
-            if (!settle() || partitions.get(partition) !== own) return;
-            own.released.add(offset);
-            if (!stopped) consumer.seek({ topic, partition, offset: message.offset });
-          },
-        };
-        resolveOffset(message.offset);
-        // deliver is never synchronous with consume: eachBatch runs on kafkajs's fetch loop.
-        sink.deliver(delivery);
-      }
-      await heartbeat();
-    };
-
-    try {
-      await consumer.connect();
-      await consumer.subscribe({ topic, fromBeginning: options.from === 'beginning' });
-      const joined = new Promise<void>((resolve, reject) => {
-        consumer.on(consumer.events.GROUP_JOIN, () => resolve());
-        consumer.on(consumer.events.CRASH, (event) => reject(event.payload.error));
-      });
-      await consumer.run({
-        autoCommit: false,
-        eachBatchAutoResolve: false,
-        partitionsConsumedConcurrently: 4,
-        eachBatch,
-      });
-      await joined;
-      running = true;
-      // Only once the runner runs: kafkajs drops a commit made before (as in the join's own event).
-      if (startOffsets.length > 0) await consumer.commitOffsets(startOffsets).catch(() => {});
-    } catch (error) {
-      await consumer.disconnect().catch(() => {});
-      throw new ConnectionError(SCOPE, `cannot join group ${group}: ${messageOf(error)}`, { cause: error });
-    }
-
-    const handle = {
-      async close() {
-        stopped = true;
-        notify();
-        await pendingCommit?.promise.catch(() => {});
-        await consumer.disconnect().catch(() => {});
-        for (const partition of [...partitions.keys()]) revoke(partition);
-        consumers.delete(handle);
-      },
-    };
-    consumers.add(handle);
-    return {
-      stop: async () => {
-        stopped = true;
-        notify();
-        consumer.pause([{ topic }]);
-      },
-      close: () => handle.close(),
-    };
-  };
-
-  /**
-   * `from: 'latest'` for a new group means "from when it subscribed", not "from its first fetch" (kafkajs resolves
-   * `latest` lazily): the topic's ends, read before joining, are where such a group starts (see consume). A group
-   * that has committed offsets keeps them. Undefined: nothing to do (or the broker cannot say).
-   */
-  const latestStart = async (
-    k: Kafka,
-    group: string,
-    from: 'latest' | 'beginning',
-  ): Promise<Map<number, string> | undefined> => {
-    if (from !== 'latest') return undefined;
-    const admin: Admin = k.admin();
-    try {
-      await admin.connect();
-      // Creates the topic when the broker auto-creates topics, so that its ends exist to start at.
-      await admin.fetchTopicMetadata({ topics: [topic] });
-      const [committed] = await admin.fetchOffsets({ groupId: group, topics: [topic] });
-      if (committed?.partitions.some((p) => p.offset !== '-1')) return undefined;
-      const ends = await admin.fetchTopicOffsets(topic);
-      return new Map(ends.map((p) => [p.partition, p.high]));
-    } catch {
-      // Admin calls the broker lacks: the group starts where kafkajs's `fromBeginning: false` puts it.
-      return undefined;
-    } finally {
-      await admin.disconnect().catch(() => {});
     }
   };
 

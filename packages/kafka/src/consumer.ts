@@ -1,0 +1,262 @@
+/**
+ * One member of a consumer group: `eachBatch` without auto-resolve or auto-commit; each partition has an
+ * {@link AckWindow}, and offsets are committed only up to its last contiguous handled message, so a crash or a
+ * rebalance loses nothing. Waiting for room (read-ahead) inside `eachBatch` heartbeats, so long handlers keep the
+ * member in its group; partitions missing from a new assignment abort their deliveries' `revoked` signals; a
+ * dead letter redriven to another group is passed over.
+ */
+import {
+  AckWindow,
+  ConnectionError,
+  type ConsumerSink,
+  type Delivery,
+  type DriverConsumeOptions,
+  type DriverConsumer,
+} from '@parley/core';
+import type { Admin, Consumer, EachBatchPayload, Kafka } from 'kafkajs';
+import { messageOf, roundRobinBySubscription, SCOPE } from './client.js';
+import { headersOf, redriveGroupOf } from './dead-letters.js';
+import type { KafkaSettings } from './options.js';
+
+/** What a member shares with its driver. */
+export interface GroupMember {
+  readonly topic: string;
+  readonly settings: KafkaSettings;
+  /** Whether the driver closed (a crash then is no loss to report). */
+  readonly closed: () => boolean;
+  /** The driver's live members, closed with it. */
+  readonly consumers: Set<{ close(): Promise<void> }>;
+}
+
+export async function joinGroup(
+  k: Kafka,
+  member: GroupMember,
+  options: DriverConsumeOptions,
+  sink: ConsumerSink,
+): Promise<DriverConsumer> {
+  const { topic, settings, consumers } = member;
+  const { group, readAhead } = options;
+  let start = await latestStart(k, topic, group, options.from);
+  /** The commit of a new group's start: `ready` waits for it (a group closed at once must exist after). */
+  let startOffsets: { topic: string; partition: number; offset: string }[] = [];
+  const consumer: Consumer = k.consumer({
+    groupId: group,
+    sessionTimeout: settings.sessionTimeoutMs,
+    heartbeatInterval: settings.heartbeatIntervalMs,
+    rebalanceTimeout: Math.max(settings.sessionTimeoutMs, 10_000),
+    allowAutoTopicCreation: true,
+    maxWaitTimeInMs: 500,
+    partitionAssigners: [roundRobinBySubscription],
+    // Core resumes a crashed consumer with a new consume(): kafkajs must not restart it behind core's back.
+    retry: { retries: 3, restartOnFailure: async () => false },
+  });
+
+  /** Per partition: the window of held offsets, and the abort controller of each held delivery. */
+  const partitions = new Map<
+    number,
+    { window: AckWindow<number>; held: Map<number, AbortController>; released: Set<number> }
+  >();
+  let unacked = 0;
+  let wake: (() => void) | undefined;
+  const notify = () => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+  let stopped = false;
+
+  /** Commits of one tick go out as one request (core acks deliveries one by one). */
+  let pendingCommit: { promise: Promise<void>; partitions: Set<number> } | undefined;
+  const commit = (partition: number): Promise<void> => {
+    if (!pendingCommit) {
+      const batch = { partitions: new Set<number>(), promise: Promise.resolve() };
+      batch.promise = new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
+        pendingCommit = undefined;
+        const offsets = [...batch.partitions].flatMap((p) => {
+          const state = partitions.get(p);
+          return state ? [{ topic, partition: p, offset: String(state.window.committed) }] : [];
+        });
+        if (offsets.length > 0) await consumer.commitOffsets(offsets);
+      });
+      pendingCommit = batch;
+    }
+    pendingCommit.partitions.add(partition);
+    return pendingCommit.promise;
+  };
+
+  const revoke = (partition: number) => {
+    const state = partitions.get(partition);
+    if (!state) return;
+    partitions.delete(partition);
+    for (const controller of state.held.values()) controller.abort();
+    unacked -= state.held.size;
+    notify();
+  };
+
+  consumer.on(consumer.events.GROUP_JOIN, (event) => {
+    const assigned = new Set(event.payload.memberAssignment[topic] ?? []);
+    for (const partition of [...partitions.keys()]) if (!assigned.has(partition)) revoke(partition);
+    const from = start;
+    start = undefined;
+    if (from) {
+      // A new group: start at the ends read before joining, and commit them, so that the group exists from now.
+      const offsets = [...assigned].flatMap((partition) => {
+        const offset = from.get(partition);
+        return offset === undefined ? [] : [{ topic, partition, offset }];
+      });
+      for (const o of offsets) consumer.seek(o);
+      startOffsets = offsets;
+    }
+  });
+  let running = false;
+  consumer.on(consumer.events.CRASH, (event) => {
+    // A crash while joining is the join's failure (consume tries again); after it, the consumer is lost.
+    if (stopped || member.closed() || !running) return;
+    sink.lost(
+      new ConnectionError(SCOPE, `consumer of group ${group} crashed: ${messageOf(event.payload.error)}`),
+    );
+  });
+
+  const eachBatch = async ({ batch, heartbeat, resolveOffset, isRunning, isStale }: EachBatchPayload) => {
+    const partition = batch.partition;
+    for (const message of batch.messages) {
+      if (!isRunning() || isStale() || stopped) return;
+      const offset = Number(message.offset);
+      let state = partitions.get(partition);
+      if (!state) {
+        state = { window: new AckWindow<number>(offset), held: new Map(), released: new Set() };
+        partitions.set(partition, state);
+      }
+      // A partition kept through a rebalance is fetched again from its committed offset, and a release seeks
+      // back to the released offset: what is still held was delivered once already; only released ones go again.
+      const again = offset < state.window.end;
+      if (again && !state.released.has(offset)) {
+        resolveOffset(message.offset);
+        continue;
+      }
+      const redriveGroup = redriveGroupOf(message);
+      if (!again && redriveGroup !== undefined && redriveGroup !== group) {
+        // A dead letter redriven to another group: not this group's to handle.
+        state.window.skip(offset + 1);
+        resolveOffset(message.offset);
+        continue;
+      }
+      while (unacked >= readAhead && isRunning() && !isStale() && !stopped) {
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+          setTimeout(resolve, Math.min(1_000, settings.heartbeatIntervalMs)).unref();
+        });
+        // Long handlers: the member stays in its group while core holds what it read.
+        await heartbeat();
+      }
+      if (!isRunning() || isStale() || stopped || partitions.get(partition) !== state) return;
+      if (again) state.released.delete(offset);
+      else state.window.add(offset, offset + 1);
+      const controller = new AbortController();
+      state.held.set(offset, controller);
+      unacked++;
+      const own = state;
+      const settle = (): boolean => {
+        if (!own.held.delete(offset)) return false;
+        unacked--;
+        notify();
+        return true;
+      };
+      const key = message.key?.toString('utf8');
+      const delivery: Delivery = {
+        id: `${partition}:${message.offset}`,
+        body: message.value ? new Uint8Array(message.value) : new Uint8Array(0),
+        headers: headersOf(message.headers),
+        ...(key === undefined || key === '' ? {} : { senderId: key }),
+        redelivered: again,
+        revoked: controller.signal,
+        ack: async () => {
+          if (!settle()) return;
+          if (own.window.ack(offset) && partitions.get(partition) === own) await commit(partition);
+        },
+        release: async () => {
+          // A partition is a log: a released message stays unacknowledged in its window (holding the commit) and
+          // the consumer seeks back to it, so it is fetched and delivered again; newer held ones are skipped.
+          if (!settle() || partitions.get(partition) !== own) return;
+          own.released.add(offset);
+          if (!stopped) consumer.seek({ topic, partition, offset: message.offset });
+        },
+      };
+      resolveOffset(message.offset);
+      // deliver is never synchronous with consume: eachBatch runs on kafkajs's fetch loop.
+      sink.deliver(delivery);
+    }
+    await heartbeat();
+  };
+
+  try {
+    await consumer.connect();
+    await consumer.subscribe({ topic, fromBeginning: options.from === 'beginning' });
+    const joined = new Promise<void>((resolve, reject) => {
+      consumer.on(consumer.events.GROUP_JOIN, () => resolve());
+      consumer.on(consumer.events.CRASH, (event) => reject(event.payload.error));
+    });
+    await consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: 4,
+      eachBatch,
+    });
+    await joined;
+    running = true;
+    // Only once the runner runs: kafkajs drops a commit made before (as in the join's own event).
+    if (startOffsets.length > 0) await consumer.commitOffsets(startOffsets).catch(() => {});
+  } catch (error) {
+    await consumer.disconnect().catch(() => {});
+    throw new ConnectionError(SCOPE, `cannot join group ${group}: ${messageOf(error)}`, { cause: error });
+  }
+
+  const handle = {
+    async close() {
+      stopped = true;
+      notify();
+      await pendingCommit?.promise.catch(() => {});
+      await consumer.disconnect().catch(() => {});
+      for (const partition of [...partitions.keys()]) revoke(partition);
+      consumers.delete(handle);
+    },
+  };
+  consumers.add(handle);
+  return {
+    stop: async () => {
+      stopped = true;
+      notify();
+      consumer.pause([{ topic }]);
+    },
+    close: () => handle.close(),
+  };
+}
+
+/**
+ * `from: 'latest'` for a new group means "from when it subscribed", not "from its first fetch" (kafkajs resolves
+ * `latest` lazily): the topic's ends, read before joining, are where such a group starts (see consume). A group
+ * that has committed offsets keeps them. Undefined: nothing to do (or the broker cannot say).
+ */
+async function latestStart(
+  k: Kafka,
+  topic: string,
+  group: string,
+  from: 'latest' | 'beginning',
+): Promise<Map<number, string> | undefined> {
+  if (from !== 'latest') return undefined;
+  const admin: Admin = k.admin();
+  try {
+    await admin.connect();
+    // Creates the topic when the broker auto-creates topics, so that its ends exist to start at.
+    await admin.fetchTopicMetadata({ topics: [topic] });
+    const [committed] = await admin.fetchOffsets({ groupId: group, topics: [topic] });
+    if (committed?.partitions.some((p) => p.offset !== '-1')) return undefined;
+    const ends = await admin.fetchTopicOffsets(topic);
+    return new Map(ends.map((p) => [p.partition, p.high]));
+  } catch {
+    // Admin calls the broker lacks: the group starts where kafkajs's `fromBeginning: false` puts it.
+    return undefined;
+  } finally {
+    await admin.disconnect().catch(() => {});
+  }
+}
