@@ -45,8 +45,10 @@ type Dialect = 'postgresql' | 'sqlite';
  * `sqlite:///relative.db`, `sqlite:////absolute.db`, or the path of an SQLite file.
  */
 export async function openTrackerStore(url: string, table = 'events'): Promise<TrackerStoreReader> {
-  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(table)) {
-    throw new UsageError(`--table: expected a table name (letters, digits, _), found "${table}"`);
+  if (!/^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$/.test(table)) {
+    throw new UsageError(
+      `--table: expected a table name (letters, digits, _; schema.table too), found "${table}"`,
+    );
   }
   const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(url)?.[1]?.toLowerCase().split('+')[0];
   if (scheme === 'postgresql' || scheme === 'postgres')
