@@ -4,9 +4,8 @@
  * target's publish), and one conversation's events go one at a time, in order. SIGINT or SIGTERM drains: events
  * in flight finish, and the counts are printed.
  */
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { DEFAULT_ENDPOINTS, openBroker } from '../broker.js';
-import { CliError } from '../exit.js';
 import { integer } from '../options.js';
 import { note, progress } from '../output.js';
 import { untilStopped } from '../signals.js';
@@ -16,6 +15,7 @@ interface BridgeOptions {
   readonly to: string;
   readonly group: string;
   readonly concurrency: number;
+  readonly maxAttempts: number;
   readonly from: 'latest' | 'beginning';
 }
 
@@ -31,6 +31,12 @@ export function bridgeCommand(): Command {
     )
     .option('--concurrency <n>', 'conversations bridged at once (each one stays in order)', integer(1), 8)
     .option(
+      '--max-attempts <n>',
+      'tries per event before it is dead-lettered at the source (the target refused it, or stayed down past its connection_attempts)',
+      integer(1),
+      5,
+    )
+    .option(
       '--from <where>',
       'where a new group starts on brokers that replay: latest or beginning',
       'latest',
@@ -45,9 +51,6 @@ export function bridgeCommand(): Command {
 }
 
 async function bridge(options: BridgeOptions): Promise<void> {
-  if (options.from !== 'latest' && options.from !== 'beginning') {
-    throw new CliError(`--from: expected latest or beginning, found "${options.from}"`, 2);
-  }
   const stop = untilStopped();
   const source = await openBroker(options.endpoints);
   let target: Awaited<ReturnType<typeof openBroker>> | undefined;
@@ -59,17 +62,22 @@ async function bridge(options: BridgeOptions): Promise<void> {
     const bar = progress('bridged');
     const subscription = source.broker.subscribe(
       async (event, context) => {
-        // Resolves once the target confirmed it; only then does the source acknowledge.
-        await to.publish(event, {
-          allowUnknown: true,
-          ...(carryHeaders && Object.keys(context.headers).length > 0 ? { headers: context.headers } : {}),
-        });
+        // Resolves once the target confirmed it; only then does the source acknowledge. On a stop, a publish
+        // still waiting for the target (unreachable) is given up: the source keeps the event and delivers it again.
+        await abortable(
+          to.publish(event, {
+            allowUnknown: true,
+            ...(carryHeaders && Object.keys(context.headers).length > 0 ? { headers: context.headers } : {}),
+          }),
+          context.signal,
+        );
         bridged += 1;
         bar.update(bridged);
       },
       {
         group: options.group,
         concurrency: options.concurrency,
+        maxAttempts: options.maxAttempts,
         ordering: 'per-sender',
         from: options.from,
         onError: (error) => note(`warning: ${error.message.replace(/^\[parley\] /, '')}`),
@@ -82,8 +90,9 @@ async function bridge(options: BridgeOptions): Promise<void> {
     );
     const signal = await Promise.race([stop.stopped, subscription.closed.then(() => undefined)]);
     await subscription.close();
-    await to.flush({ timeoutMs: 30_000 });
     bar.stop();
+    // Every event the source acknowledged was confirmed by the target: nothing to flush. What the target may
+    // still hold belongs to events given up on stop, which the source delivers again.
     const { received, deadLettered, retried } = subscription.stats;
     note(
       `${signal ? `${signal}: ` : ''}bridged ${bridged} events (received ${received}, retried ${retried}, dead-lettered ${deadLettered})`,
@@ -91,7 +100,22 @@ async function bridge(options: BridgeOptions): Promise<void> {
     if (subscription.failure) throw subscription.failure;
   } finally {
     stop.dispose();
-    await source.broker.close({ timeoutMs: 30_000 }).catch(() => {});
-    await target?.broker.close({ timeoutMs: 30_000 }).catch(() => {});
+    await source.broker.close({ timeoutMs: DRAIN_MS }).catch(() => {});
+    await target?.broker.close({ timeoutMs: TARGET_CLOSE_MS }).catch(() => {});
   }
+}
+
+/** How long a stop waits for the source to drain (handlers finish, acknowledgements sent). */
+const DRAIN_MS = 10_000;
+/** How long the target may still send what it holds on stop: only copies of events the source still has. */
+const TARGET_CLOSE_MS = 2_000;
+
+/** The promise, or a rejection as soon as the signal aborts (the promise itself goes on). */
+function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason ?? new Error('stopped'));
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }
