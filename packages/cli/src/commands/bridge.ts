@@ -36,10 +36,10 @@ export function bridgeCommand(): Command {
       integer(1),
       5,
     )
-    .option(
-      '--from <where>',
-      'where a new group starts on brokers that replay: latest or beginning',
-      'latest',
+    .addOption(
+      new Option('--from <where>', 'where a new group starts, on brokers that replay')
+        .choices(['latest', 'beginning'])
+        .default('latest'),
     )
     .addHelpText(
       'after',
