@@ -44,7 +44,7 @@ async function check(options: CheckOptions): Promise<void> {
       `health        ready=${health.ready} buffered=${health.buffered} subscriptions=${health.subscriptions} reconnects=${health.reconnects}`,
     );
     for (const [key, value] of Object.entries(health.detail ?? {})) {
-      out(`  ${`${key}:`.padEnd(12)} ${typeof value === 'string' ? value : JSON.stringify(value)}`);
+      out(`${`  ${key}:`.padEnd(13)} ${typeof value === 'string' ? value : JSON.stringify(value)}`);
     }
   } finally {
     await broker.close({ timeoutMs: 5_000 }).catch(() => {});

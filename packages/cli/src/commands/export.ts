@@ -67,9 +67,8 @@ async function exportEvents(options: ExportOptions): Promise<void> {
     await withBroker(options.endpoints, async ({ broker }) => {
       const processId = randomUUID();
       const publishOptions = broker.capabilities.headers ? { headers: { [EXPORT_HEADER]: processId } } : {};
-      note(
-        `exporting ${total} events from ${store.description} to the ${broker.name} broker (${EXPORT_HEADER} ${processId})`,
-      );
+      const header = broker.capabilities.headers ? `, ${EXPORT_HEADER} ${processId}` : '';
+      note(`exporting ${total} events from ${store.description} to the ${broker.name} broker${header}`);
       const bar = progress('exporting', total);
       let published = 0;
       let invalid = 0;

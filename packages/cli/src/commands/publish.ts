@@ -46,8 +46,9 @@ async function publish(file: string, options: PublishOptions): Promise<void> {
   const { events, invalid } = await readEventsFile(file, options.sender);
   for (const bad of invalid) process.stderr.write(`${file}: ${bad.where}: ${bad.reason}\n`);
   if (invalid.length > 0 && !options.skipInvalid) {
+    const valid = events.length === 1 ? 'the 1 valid one' : `the ${events.length} valid ones`;
     throw new CliError(
-      `${file}: ${invalid.length} invalid event${invalid.length === 1 ? '' : 's'}: nothing was published (--skip-invalid publishes the ${events.length} valid ones)`,
+      `${file}: ${invalid.length} invalid event${invalid.length === 1 ? '' : 's'}: nothing was published (--skip-invalid publishes ${valid})`,
     );
   }
   if (options.dryRun) {
