@@ -8,7 +8,9 @@ import { createRequire } from 'node:module';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { adapterPackages, type Broker, type BrokerConfig, createBroker, loadEndpoints } from '@parley/core';
-import { UsageError } from './exit.js';
+import { Option } from 'commander';
+import { CliError, EXIT_FAILURE, UsageError } from './exit.js';
+import { timeoutMs } from './options.js';
 import { note } from './output.js';
 
 export const DEFAULT_ENDPOINTS = './endpoints.yml';
@@ -65,17 +67,36 @@ function resolvable(specifier: string, from: string): boolean {
   }
 }
 
-/** Runs `body` with the broker, then closes it whatever happened. */
-export async function withBroker<T>(path: string, body: (opened: OpenedBroker) => Promise<T>): Promise<T> {
+/** Runs `body` with the broker once it is connected (within `timeoutMs`), then closes it whatever happened. */
+export async function withBroker<T>(
+  path: string,
+  timeoutMs: number,
+  body: (opened: OpenedBroker) => Promise<T>,
+): Promise<T> {
   const opened = await openBroker(path);
   try {
+    await connected(opened.broker, timeoutMs);
     return await body(opened);
   } finally {
     await opened.broker.close({ timeoutMs: 10_000 }).catch(() => {});
   }
 }
 
-/** Waits for the first connection, bounded: a broker that is not there fails the command instead of hanging. */
+/** `--timeout <seconds>`: how long a command waits for the first connection (default 30 s). */
+export function timeoutOption(defaultSeconds = 30): Option {
+  return new Option('--timeout <seconds>', 'how long to wait for the first connection to the broker')
+    .argParser(timeoutMs)
+    .default(defaultSeconds * 1000, String(defaultSeconds));
+}
+
+/**
+ * Waits for the first connection, bounded: a broker that is not there (or refuses the credentials) fails the
+ * command with its reason (exit 1) instead of leaving it waiting.
+ */
 export async function connected(broker: Broker, timeoutMs: number): Promise<void> {
-  await broker.ready({ timeoutMs });
+  try {
+    await broker.ready({ timeoutMs });
+  } catch (error) {
+    throw new CliError((error as Error).message, EXIT_FAILURE, { cause: error });
+  }
 }

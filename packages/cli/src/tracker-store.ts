@@ -10,7 +10,7 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { redactUrl } from '@parley/core';
+import { loadEndpoints, redactUrl } from '@parley/core';
 import { UsageError } from './exit.js';
 
 export interface EventRow {
@@ -179,4 +179,47 @@ async function openSqlite(path: string, table: string): Promise<TrackerStoreRead
       db.close();
     },
   };
+}
+
+/**
+ * The tracker store of an endpoints.yml's `tracker_store` section, as Rasa's SQLTrackerStore builds its URL
+ * (`dialect` default sqlite, `url` the host, `port`, `db` default rasa.db, `username`, `password`, `query`), or
+ * undefined when the file has no such section. `rasa export` reads the same section.
+ */
+export async function trackerStoreFromEndpoints(path: string): Promise<string | undefined> {
+  const config = await loadEndpoints(path, { section: 'tracker_store' }).catch((error: unknown) => {
+    throw new UsageError(
+      `${(error as Error).message.replace(/^\[parley\] /, '')}; parley export reads Rasa's SQL tracker store (type: SQL), or pass --tracker-store URL`,
+      { cause: error },
+    );
+  });
+  if (config === undefined) return undefined;
+  if (config.type !== 'sql') {
+    throw new UsageError(
+      `${path}: tracker_store.type: parley export reads Rasa's SQL tracker store (type: SQL), found ${JSON.stringify(config.typeAsWritten ?? '')}; pass --tracker-store URL`,
+    );
+  }
+  const o = config.options;
+  const text = (key: string) => (o[key] === undefined || o[key] === null ? undefined : String(o[key]));
+  const dialect = (text('dialect') ?? 'sqlite').toLowerCase();
+  const db = text('db') ?? 'rasa.db';
+  if (dialect === 'sqlite') return `sqlite:///${db}`;
+  if (!dialect.startsWith('postgres')) {
+    throw new UsageError(
+      `${path}: tracker_store.dialect: parley export reads postgresql and sqlite, found "${dialect}"`,
+    );
+  }
+  const user = text('username');
+  const password = text('password');
+  const auth =
+    user === undefined
+      ? ''
+      : `${encodeURIComponent(user)}${password === undefined ? '' : `:${encodeURIComponent(password)}`}@`;
+  const host = text('url') ?? 'localhost';
+  const port = text('port') ?? '5432';
+  const query =
+    o.query && typeof o.query === 'object'
+      ? `?${new URLSearchParams(o.query as Record<string, string>)}`
+      : '';
+  return `postgresql://${auth}${host}:${port}/${encodeURIComponent(db)}${query}`;
 }

@@ -7,7 +7,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { cleanUpAmqp, pikaSection, run, tempDir, unique, writeEndpoints } from './support.js';
+import { cleanUpAmqp, FIXTURES, pikaSection, run, tempDir, unique, writeEndpoints } from './support.js';
 
 let dir: string;
 let remove: () => Promise<void>;
@@ -70,6 +70,21 @@ describe('parley check', () => {
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(/^\[parley\] \[amqp\] /m);
     expect(result.stderr).toContain(`127.0.0.1:${port}`);
+  });
+
+  it('publish, tail and dead-letters give up after --timeout when the broker does not answer (exit 1)', async () => {
+    const port = await closedPort();
+    await writeEndpoints(join(dir, 'endpoints.yml'), {
+      ...pikaSection(prefix),
+      port,
+      connection_attempts: 1000,
+    });
+    const file = join(FIXTURES, 'wire', 'tracker_moodbot.jsonl');
+    for (const args of [['publish', file], ['tail'], ['dead-letters', 'list']]) {
+      const result = await run([...args, '--timeout', '1'], dir);
+      expect(result.code, args.join(' ')).toBe(1);
+      expect(result.stderr).toMatch(/^\[parley\] \[amqp\] not connected after 1000 ms/m);
+    }
   });
 
   it('an invalid endpoints.yml exits 2 naming the key; a missing one names --endpoints', async () => {

@@ -198,6 +198,32 @@ describe('parley export, PostgreSQL tracker store', () => {
     );
   });
 
+  it("reads endpoints.yml's tracker_store section (dialect: postgresql) when --tracker-store is not given", async () => {
+    const url = new URL(PG_URL);
+    await writeFile(
+      join(dir, 'endpoints.yml'),
+      [
+        'tracker_store:',
+        '  type: SQL',
+        '  dialect: postgresql',
+        `  url: ${url.hostname}`,
+        `  port: ${url.port || 5432}`,
+        `  username: ${decodeURIComponent(url.username || 'postgres')}`,
+        ...(url.password ? [`  password: ${decodeURIComponent(url.password)}`] : []),
+        `  db: ${url.pathname.slice(1)}`,
+        '  query:',
+        `    options: -c search_path=${schema}`,
+        'event_broker:',
+        '  type: file',
+        `  path: ${join(dir, 'events.log')}`,
+        '',
+      ].join('\n'),
+    );
+    const result = await run(['export', '--conversation-ids', 'calm-add-contact'], dir);
+    expect(result.code).toBe(0);
+    expect(logLines()).toEqual(rasaExport(rows, { ids: ['calm-add-contact'] }));
+  });
+
   it('exits 1 when nothing matches, and names the store without its password', async () => {
     await writeEndpoints(join(dir, 'endpoints.yml'), { type: 'file', path: join(dir, 'events.log') });
     const none = await run(['export', '--tracker-store', storeUrl, '--minimum-timestamp', '4000000000'], dir);
@@ -234,6 +260,19 @@ describe('parley export, SQLite tracker store', () => {
     );
     expect(result.code).toBe(0);
     expect(logLines()).toEqual(rasaExport(rows, { ids: ['mysender'] }));
+    // Without --tracker-store: endpoints.yml's tracker_store section, as `rasa export` reads it.
+    await writeFile(
+      join(dir, 'endpoints.yml'),
+      `tracker_store:\n  type: SQL\n  dialect: sqlite\n  db: rasa.db\nevent_broker:\n  type: file\n  path: ${join(dir, 'again.log')}\n`,
+    );
+    const fromEndpoints = await run(['export'], dir);
+    expect(fromEndpoints.code).toBe(0);
+    expect(
+      readFileSync(join(dir, 'again.log'), 'utf8')
+        .split('\n')
+        .filter((l) => l !== ''),
+    ).toEqual(rasaExport(rows));
+
     const bad = await run(['export', '--tracker-store', 'mysql://x@y/z'], dir);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('--tracker-store: expected postgresql://');

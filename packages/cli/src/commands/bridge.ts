@@ -5,13 +5,14 @@
  * in flight finish, and the counts are printed.
  */
 import { Command, Option } from 'commander';
-import { DEFAULT_ENDPOINTS, openBroker } from '../broker.js';
+import { connected, DEFAULT_ENDPOINTS, openBroker, timeoutOption } from '../broker.js';
 import { integer } from '../options.js';
 import { note, progress } from '../output.js';
 import { untilStopped } from '../signals.js';
 
 interface BridgeOptions {
   readonly endpoints: string;
+  readonly timeout: number;
   readonly to: string;
   readonly group: string;
   readonly concurrency: number;
@@ -24,6 +25,7 @@ export function bridgeCommand(): Command {
     .description('consume from one broker and publish to another: acknowledged only once the target has it')
     .requiredOption('--to <path>', "the target's endpoints.yml")
     .option('--endpoints <path>', "the source's endpoints.yml", DEFAULT_ENDPOINTS)
+    .addOption(timeoutOption())
     .option(
       '--group <name>',
       'the consumer group read at the source (durable: a restart goes on where it was)',
@@ -57,6 +59,8 @@ async function bridge(options: BridgeOptions): Promise<void> {
   try {
     target = await openBroker(options.to);
     const to = target.broker;
+    // The source must be there; the target may come later: events wait at the source until it confirms them.
+    await connected(source.broker, options.timeout);
     const carryHeaders = to.capabilities.headers;
     let bridged = 0;
     const bar = progress('bridged');

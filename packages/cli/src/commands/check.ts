@@ -4,9 +4,8 @@
  */
 import type { Capabilities } from '@parley/core';
 import { Command } from 'commander';
-import { DEFAULT_ENDPOINTS, openBroker } from '../broker.js';
+import { DEFAULT_ENDPOINTS, openBroker, timeoutOption } from '../broker.js';
 import { CliError } from '../exit.js';
-import { timeoutMs } from '../options.js';
 import { styler } from '../output.js';
 
 interface CheckOptions {
@@ -18,7 +17,7 @@ export function checkCommand(): Command {
   return new Command('check')
     .description('validate endpoints.yml, connect, and print the adapter, its capabilities and its health')
     .option('--endpoints <path>', "Rasa's endpoints.yml", DEFAULT_ENDPOINTS)
-    .option('--timeout <seconds>', 'how long to wait for the connection', timeoutMs, 10_000)
+    .addOption(timeoutOption(10))
     .action(async (options: CheckOptions) => {
       await check(options);
     });

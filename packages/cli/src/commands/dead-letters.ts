@@ -5,12 +5,13 @@
  */
 import type { Broker, StoredDeadLetter } from '@parley/core';
 import { Command } from 'commander';
-import { DEFAULT_ENDPOINTS, withBroker } from '../broker.js';
+import { connected, DEFAULT_ENDPOINTS, openBroker, timeoutOption } from '../broker.js';
 import { CliError, UsageError } from '../exit.js';
 import { note, styler } from '../output.js';
 
 interface GroupOptions {
   readonly endpoints: string;
+  readonly timeout: number;
   readonly group?: string;
   readonly json?: boolean;
 }
@@ -22,6 +23,7 @@ export function deadLettersCommand(): Command {
   const common = (sub: Command) =>
     sub
       .option('--endpoints <path>', "Rasa's endpoints.yml", DEFAULT_ENDPOINTS)
+      .addOption(timeoutOption())
       .option('--group <name>', "the consumer group (default: the broker's default group)");
   command.addCommand(
     common(new Command('list'))
@@ -95,16 +97,20 @@ async function withLetters(
   options: GroupOptions,
   body: (letters: readonly StoredDeadLetter[], group: string, broker: Broker) => Promise<void>,
 ): Promise<void> {
-  await withBroker(options.endpoints, async ({ broker }) => {
+  const { broker } = await openBroker(options.endpoints);
+  try {
     if (!broker.capabilities.redrive) {
       throw new UsageError(
         `the ${broker.name} broker keeps no dead letters Parley can list or redrive (capabilities.redrive is false); use the broker's own tools`,
       );
     }
+    await connected(broker, options.timeout);
     const letters = await broker.deadLetters(options.group);
     const group = options.group === undefined ? 'the default group' : `group "${options.group}"`;
     await body(letters, group, broker);
-  });
+  } finally {
+    await broker.close({ timeoutMs: 10_000 }).catch(() => {});
+  }
 }
 
 function printTable(letters: readonly StoredDeadLetter[]): void {

@@ -7,16 +7,22 @@
 import { randomUUID } from 'node:crypto';
 import { type AnyEvent, type EventEnvelope, safeDecodeEvent } from '@parley/core';
 import { Command } from 'commander';
-import { DEFAULT_ENDPOINTS, withBroker } from '../broker.js';
+import { DEFAULT_ENDPOINTS, loadBrokerConfig, timeoutOption, withBroker } from '../broker.js';
 import { withSender } from '../events-file.js';
 import { CliError, UsageError } from '../exit.js';
 import { list, seconds } from '../options.js';
 import { note, progress } from '../output.js';
-import { type EventFilter, type EventRow, openTrackerStore } from '../tracker-store.js';
+import {
+  type EventFilter,
+  type EventRow,
+  openTrackerStore,
+  trackerStoreFromEndpoints,
+} from '../tracker-store.js';
 
 interface ExportOptions {
   readonly endpoints: string;
-  readonly trackerStore: string;
+  readonly timeout: number;
+  readonly trackerStore?: string;
   readonly table: string;
   readonly minimumTimestamp?: number;
   readonly maximumTimestamp?: number;
@@ -30,11 +36,12 @@ const PAGE = 1_000;
 export function exportCommand(): Command {
   return new Command('export')
     .description("publish the events of Rasa's SQL tracker store to the broker, as `rasa export` does")
-    .requiredOption(
+    .option(
       '--tracker-store <url>',
-      'postgresql://user:password@host:5432/database, or sqlite:///path/to/rasa.db (or the file)',
+      "postgresql://user:password@host:5432/database, or sqlite:///path/to/rasa.db (or the file); default: endpoints.yml's tracker_store",
     )
     .option('--endpoints <path>', "Rasa's endpoints.yml (its event_broker)", DEFAULT_ENDPOINTS)
+    .addOption(timeoutOption())
     .option('--table <name>', "the tracker store's events table", 'events')
     .option('--minimum-timestamp <seconds>', 'only events at or after this Unix time', seconds)
     .option('--maximum-timestamp <seconds>', 'only events before this Unix time', seconds)
@@ -55,7 +62,12 @@ async function exportEvents(options: ExportOptions): Promise<void> {
       `--minimum-timestamp (${min}) must not be greater than --maximum-timestamp (${max})`,
     );
   }
-  const store = await openTrackerStore(options.trackerStore, options.table);
+  await loadBrokerConfig(options.endpoints); // a missing or wrong endpoints.yml is said before anything is read
+  const url = options.trackerStore ?? (await trackerStoreFromEndpoints(options.endpoints));
+  if (url === undefined) {
+    throw new UsageError(`no --tracker-store URL, and ${options.endpoints} has no tracker_store section`);
+  }
+  const store = await openTrackerStore(url, options.table);
   try {
     const filter: EventFilter = {
       ...(await conversations(store.conversationIds(), options.conversationIds)),
@@ -64,7 +76,7 @@ async function exportEvents(options: ExportOptions): Promise<void> {
     };
     const total = await store.count(filter);
     if (total === 0) throw new CliError(`no events to export from ${store.description} with these filters`);
-    await withBroker(options.endpoints, async ({ broker }) => {
+    await withBroker(options.endpoints, options.timeout, async ({ broker }) => {
       const processId = randomUUID();
       const publishOptions = broker.capabilities.headers ? { headers: { [EXPORT_HEADER]: processId } } : {};
       const header = broker.capabilities.headers ? `, ${EXPORT_HEADER} ${processId}` : '';

@@ -4,13 +4,14 @@
  * `--skip-invalid` says to send the valid ones.
  */
 import { Command } from 'commander';
-import { DEFAULT_ENDPOINTS, withBroker } from '../broker.js';
+import { DEFAULT_ENDPOINTS, timeoutOption, withBroker } from '../broker.js';
 import { readEventsFile } from '../events-file.js';
 import { CliError } from '../exit.js';
 import { note, progress } from '../output.js';
 
 interface PublishOptions {
   readonly endpoints: string;
+  readonly timeout: number;
   readonly sender?: string;
   readonly skipInvalid?: boolean;
   readonly dryRun?: boolean;
@@ -27,6 +28,7 @@ export function publishCommand(): Command {
       'JSON Lines (one envelope per line), a tracker dump ({sender_id, events}), or a JSON array of events',
     )
     .option('--endpoints <path>', "Rasa's endpoints.yml", DEFAULT_ENDPOINTS)
+    .addOption(timeoutOption())
     .option('--sender <id>', 'sender_id for events that have none (and for every event of a tracker dump)')
     .option(
       '--skip-invalid',
@@ -55,7 +57,7 @@ async function publish(file: string, options: PublishOptions): Promise<void> {
     note(`${file}: ${events.length} valid events; nothing published (--dry-run)`);
     return;
   }
-  await withBroker(options.endpoints, async ({ broker }) => {
+  await withBroker(options.endpoints, options.timeout, async ({ broker }) => {
     const bar = progress('publishing', events.length);
     let published = 0;
     let failed = 0;

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { type AnyEvent, type DeliveryContext, type EventEnvelope, eventNames } from '@parley/core';
 import { Command, Option } from 'commander';
-import { DEFAULT_ENDPOINTS, openBroker } from '../broker.js';
+import { connected, DEFAULT_ENDPOINTS, openBroker, timeoutOption } from '../broker.js';
 import { describeEvent } from '../describe.js';
 import { UsageError } from '../exit.js';
 import { integer, list } from '../options.js';
@@ -16,6 +16,7 @@ import { untilStopped } from '../signals.js';
 
 interface TailOptions {
   readonly endpoints: string;
+  readonly timeout: number;
   readonly type?: string[];
   readonly sender?: string[];
   readonly from: 'latest' | 'beginning';
@@ -28,6 +29,7 @@ export function tailCommand(): Command {
   return new Command('tail')
     .description('print events as they arrive, through a throwaway group of its own unless --group is given')
     .option('--endpoints <path>', "Rasa's endpoints.yml", DEFAULT_ENDPOINTS)
+    .addOption(timeoutOption())
     .option('--type <names>', 'only these event types, comma-separated (user,bot,slot,…)', list)
     .option('--sender <ids>', 'only these conversations (sender_id), comma-separated', list)
     .addOption(
@@ -63,6 +65,7 @@ async function tail(options: TailOptions): Promise<void> {
         `--from beginning: the ${broker.name} broker cannot replay what was published before (it is a queue, not a log)`,
       );
     }
+    await connected(broker, options.timeout);
     const types = options.type && new Set(options.type);
     const senders = options.sender && new Set(options.sender);
     const style = styler(process.stdout);
