@@ -8,12 +8,14 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'amqplib';
+import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   AMQP_URL,
   cleanUpAmqp,
   FIXTURES,
   pikaSection,
+  REDIS_URL,
   run,
   start,
   tempDir,
@@ -73,6 +75,25 @@ describe('parley tail, file broker', () => {
     const result = await run(['tail', '--type', 'usr'], dir);
     expect(result.code).toBe(2);
     expect(result.stderr).toContain('--type: unknown event type "usr"');
+  });
+});
+
+describe('parley tail, Redis Streams', () => {
+  it('replays through a throwaway consumer group that is gone afterwards', async () => {
+    const stream = unique('parley-cli-tail');
+    const redis = new Redis(REDIS_URL);
+    try {
+      await writeEndpoints(join(dir, 'endpoints.yml'), { type: 'redis', url: REDIS_URL, stream });
+      expect((await run(['publish', join(FIXTURES, 'wire', 'tracker_moodbot.jsonl')], dir)).code).toBe(0);
+      const result = await run(['tail', '--from', 'beginning', '--json', '--max', '7'], dir);
+      expect(result.code).toBe(0);
+      expect(result.stdout.split('\n').filter((l) => l !== '')).toEqual(wireLines('tracker_moodbot.jsonl'));
+      expect(await redis.xinfo('GROUPS', stream)).toEqual([]);
+    } finally {
+      const keys = await redis.keys(`${stream}*`);
+      if (keys.length > 0) await redis.del(...keys);
+      redis.disconnect();
+    }
   });
 });
 
