@@ -9,8 +9,6 @@ const { version } = JSON.parse(readFileSync(new URL('../package.json', import.me
   version: string;
 };
 const program = createProgram(version);
-program.exitOverride();
-for (const command of program.commands) command.exitOverride();
 
 try {
   await program.parseAsync(process.argv);

@@ -24,7 +24,6 @@ export function createProgram(version: string): Command {
       "Rasa's conversation events on any Parley broker: tail, publish, bridge, export, check, dead letters",
     )
     .version(version)
-    .showHelpAfterError('(run with --help for usage)')
     .addHelpText('after', EXIT_CODES_HELP);
   for (const command of [
     tailCommand(),
@@ -36,5 +35,15 @@ export function createProgram(version: string): Command {
   ]) {
     program.addCommand(command);
   }
+  configure(program);
   return program;
+}
+
+/**
+ * Every command, nested ones included: errors are thrown to the bin (which exits 2 for usage errors) instead of
+ * commander exiting 1, and followed by where to find the usage.
+ */
+function configure(command: Command): void {
+  command.exitOverride().showHelpAfterError('(run with --help for usage)');
+  for (const sub of command.commands) configure(sub);
 }

@@ -111,5 +111,12 @@ describe('parley check', () => {
       expect(help.code).toBe(0);
       expect(help.stdout).toContain(`Usage: parley ${command}`);
     }
+    const nested = await run(['dead-letters', 'redrive', '--help'], dir);
+    expect(nested.code).toBe(0);
+    expect(nested.stdout).toContain('Usage: parley dead-letters redrive [options] [ids...]');
+    // Usage errors exit 2 at every level, nested commands included.
+    const bad = await run(['dead-letters', 'list', '--bogus'], dir);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain("error: unknown option '--bogus'");
   });
 });
