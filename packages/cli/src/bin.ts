@@ -8,6 +8,12 @@ import { createProgram } from './program.js';
 const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
   version: string;
 };
+// `parley tail | head`: once the reader is gone there is nobody to print for; stop quietly, as shell tools do.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code === 'EPIPE') process.exit(0);
+  throw error;
+});
+
 const program = createProgram(version);
 
 try {

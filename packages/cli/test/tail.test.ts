@@ -71,6 +71,17 @@ describe('parley tail, file broker', () => {
     expect(result.stdout).not.toContain('\u001b[');
   });
 
+  it('stops quietly when its reader goes away (parley tail | head -1)', async () => {
+    const tail = start(['tail', '--from', 'beginning'], dir);
+    await tail.waitFor('stdout', (text) => text.includes('\n'));
+    tail.child.stdout?.destroy();
+    // More events to print: the next write finds the pipe closed.
+    expect((await run(['publish', join(FIXTURES, 'wire', 'tracker_moodbot.jsonl')], dir)).code).toBe(0);
+    const result = await tail.exited;
+    expect(result.code).toBe(0);
+    expect(result.stderr).not.toContain('EPIPE');
+  });
+
   it('refuses an unknown event type, naming it (exit 2)', async () => {
     const result = await run(['tail', '--type', 'usr'], dir);
     expect(result.code).toBe(2);
