@@ -62,10 +62,10 @@ export async function readEventsFile(path: string, sender?: string): Promise<Eve
   return readJsonLines(text, sender);
 }
 
-/** The file as one JSON document when it is one spread over several lines (a dump or an array); else undefined. */
+/** The file as one JSON document (a dump or an array, on one line or many); undefined for JSON Lines. */
 function wholeDocument(text: string): unknown {
   const trimmed = text.trim();
-  if (!trimmed.startsWith('[') && !(trimmed.startsWith('{') && trimmed.includes('\n'))) return undefined;
+  if (!trimmed.startsWith('[') && !trimmed.startsWith('{')) return undefined;
   try {
     return parseJson(trimmed);
   } catch {

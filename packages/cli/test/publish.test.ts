@@ -41,6 +41,14 @@ describe('parley publish', () => {
     expect(new Set(events.map((e) => e.sender_id))).toEqual(new Set(['mysender']));
   });
 
+  it("reads a tracker dump on one line, as Rasa's HTTP API returns it", async () => {
+    const dump = JSON.parse(readFileSync(join(FIXTURES, 'trackers', 'tracker_moodbot.json'), 'utf8'));
+    await writeFile(join(dir, 'tracker.json'), JSON.stringify(dump));
+    const result = await run(['publish', 'tracker.json'], dir);
+    expect(result.code).toBe(0);
+    expect(logLines()).toHaveLength(dump.events.length);
+  });
+
   it('a JSON array of events needs --sender, and takes it', async () => {
     const file = join(FIXTURES, 'trackers', 'calm_add_contact_inspector.events.json');
     const refused = await run(['publish', file], dir);
