@@ -5,7 +5,7 @@
  * from the implementation under test.
  */
 import { readFileSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { connect } from 'amqplib';
 import pg from 'pg';
@@ -272,6 +272,15 @@ describe('parley export, SQLite tracker store', () => {
         .split('\n')
         .filter((l) => l !== ''),
     ).toEqual(rasaExport(rows));
+
+    // A broker that refuses (the file broker's path is a directory): stops, and says where to continue from.
+    await mkdir(join(dir, 'a-directory'));
+    await writeEndpoints(join(dir, 'refusing.yml'), { type: 'file', path: join(dir, 'a-directory') });
+    const refused = await run(['export', '--tracker-store', file, '--endpoints', 'refusing.yml'], dir);
+    expect(refused.code).toBe(1);
+    const first = rows.reduce((a, b) => (b.timestamp < a.timestamp ? b : a));
+    expect(refused.stderr).toContain(`published 0 of ${rows.length} events, then: [file] publish refused`);
+    expect(refused.stderr).toContain(`run the same export with --minimum-timestamp ${first.timestamp}`);
 
     const bad = await run(['export', '--tracker-store', 'mysql://x@y/z'], dir);
     expect(bad.code).toBe(2);
