@@ -3,7 +3,7 @@
  * tracker dump, and validation before anything is sent.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FIXTURES, run, tempDir, wireLines, writeEndpoints } from './support.js';
@@ -89,6 +89,19 @@ describe('parley publish', () => {
     expect(result.stderr).toContain('line 2:');
     expect(result.stderr).toContain('published 2 events to the file broker, 1 invalid skipped');
     expect(logLines()).toEqual([good[0], good[1]]);
+  });
+
+  it('exits 1 saying how many were not sent when the broker refuses', async () => {
+    await mkdir(join(dir, 'a-directory'));
+    await writeEndpoints(join(dir, 'refusing.yml'), { type: 'file', path: join(dir, 'a-directory') });
+    const result = await run(
+      ['publish', join(FIXTURES, 'wire', 'tracker_moodbot.jsonl'), '--endpoints', 'refusing.yml'],
+      dir,
+    );
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(
+      /published 0 of 7 events to the file broker; 7 not sent: \[file\] publish refused: .*EISDIR/,
+    );
   });
 
   it('exits 2 naming the file when endpoints.yml is missing or wrong, and on a bad option', async () => {
