@@ -106,6 +106,21 @@ const services = [
     },
   },
   {
+    name: 'PostgreSQL',
+    async up() {
+      // The CLI's `export` tests and examples/postgres-analytics read and write a real PostgreSQL (trust auth).
+      const url = new URL(
+        process.env.PG_URL ?? process.env.DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/test',
+      );
+      const host = url.hostname || '127.0.0.1';
+      const port = Number(url.port || 5432);
+      if (await reachable(host, port)) return `reachable at ${host}:${port}`;
+      throw new Error(
+        `nothing answers at ${host}:${port}: start PostgreSQL (user postgres with trust auth, a database named test), or point PG_URL at one`,
+      );
+    },
+  },
+  {
     name: 'Python peers (pika)',
     async up() {
       const python = '/usr/bin/python3';
