@@ -182,9 +182,14 @@ export function sqsDeadLetters({
     const values: Record<string, string> = {};
     for (const [name, value] of Object.entries(letter.headers)) if (value !== '') values[name] = value;
     const body = peek(Buffer.from(letter.body).toString('utf8'));
-    const senderId = values.sender_id ?? letter.senderId ?? body.senderId;
-    if (senderId !== undefined) values.sender_id = senderId;
-    if (values.event === undefined && body.event !== undefined) values.event = body.event;
+    // A foreign producer's message may lack them: added as the publisher would, where SQS's 10 attributes allow.
+    const senderId = letter.senderId ?? body.senderId;
+    if (values.sender_id === undefined && senderId !== undefined && Object.keys(values).length < 10) {
+      values.sender_id = senderId;
+    }
+    if (values.event === undefined && body.event !== undefined && Object.keys(values).length < 10) {
+      values.event = body.event;
+    }
     return Object.fromEntries(
       Object.entries(values).map(([name, value]) => [name, { DataType: 'String', StringValue: value }]),
     );
