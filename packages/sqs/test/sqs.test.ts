@@ -5,6 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import {
+  DeleteQueueCommand,
   GetQueueAttributesCommand,
   GetQueueUrlCommand,
   ReceiveMessageCommand,
@@ -551,6 +552,37 @@ describe('dead letters', () => {
     expect(handled.indexOf('first'), 'one sender in order').toBeLessThan(handled.indexOf('second'));
     expect(handled.sort()).toEqual(['first', 'other', 'second']);
     expect(await broker.deadLetters()).toEqual([]);
+    await broker.close();
+  });
+
+  it('a redrive whose send fails leaves every letter listed, none lost', async () => {
+    const name = unique('dl-fail');
+    const broker = sqsBroker({
+      ...sqs.keys,
+      queue_name: name,
+      create_queue: true,
+      dead_letter_queue: `${name}-dl`,
+      onWarning: () => {},
+    });
+    await broker.ready();
+    const dlqUrl = await urlOf(`${name}-dl`);
+    for (const said of ['one', 'two']) {
+      await sqs.raw.send(
+        new SendMessageCommand({
+          QueueUrl: dlqUrl,
+          MessageBody: JSON.stringify({ sender_id: 'sam', ...userUttered(said) }),
+        }),
+      );
+    }
+    const before = (await broker.deadLetters()).map((letter) => letter.id);
+    expect(before).toHaveLength(2);
+    // The queue the letters go back to is gone: SendMessage fails.
+    await sqs.raw.send(new DeleteQueueCommand({ QueueUrl: await urlOf(name) }));
+    await expect(broker.redrive()).rejects.toThrow(/redrive: SendMessage of dead letter .* failed/);
+    expect(
+      (await broker.deadLetters()).map((letter) => letter.id).sort(),
+      'still listed after the failed redrive',
+    ).toEqual([...before].sort());
     await broker.close();
   });
 
