@@ -56,9 +56,6 @@ import {
 import { DEAD_LETTER_ATTRIBUTE, sqsDeadLetters } from './dead-letters.js';
 import { resolveSqsSettings, type SqsOptions, type SqsSettings } from './options.js';
 
-/** Where a dead letter's reason, error, attempts and original headers travel (as JSON): one attribute of 10. */
-export { DEAD_LETTER_ATTRIBUTE };
-
 const SCOPE = 'sqs';
 /** SQS's largest message and largest batch: body and attributes together. */
 export const MAX_MESSAGE_BYTES = 256 * 1024;
