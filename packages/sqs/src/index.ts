@@ -3,9 +3,9 @@
  * `type: sqs` in endpoints.yml; the message body is Rasa's JSON, byte for byte.
  */
 
+export { DEAD_LETTER_ATTRIBUTE } from './dead-letters.js';
 export { resolveSqsSettings, type SqsOptions, type SqsSettings } from './options.js';
 export {
-  DEAD_LETTER_ATTRIBUTE,
   fromEndpointConfig,
   MAX_ATTRIBUTES,
   MAX_MESSAGE_BYTES,

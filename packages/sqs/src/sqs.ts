@@ -10,7 +10,8 @@
  * - retry through the broker: a failed event is released with its backoff as its visibility, and its next try is
  *   counted by ApproximateReceiveCount, so attempts survive a consumer crash.
  * - dead letters (with `dead_letter_queue`): Parley moves an event there after `maxAttempts`; a native redrive
- *   policy (`max_receive_count`) catches what consumers that crashed left behind. Either moves it, once.
+ *   policy (`max_receive_count`) catches what consumers that crashed left behind. Either moves it, once. Both kinds
+ *   are listed and redriven through the contract (`dead-letters.ts`).
  *
  * SQS is HTTP: there is no connection to lose. A failed request fails (retryably) and the next one tries again.
  */
@@ -52,6 +53,7 @@ import {
   sleep,
   splitBrokerOptions,
 } from '@parley/core';
+import { DEAD_LETTER_ATTRIBUTE, sqsDeadLetters } from './dead-letters.js';
 import { resolveSqsSettings, type SqsOptions, type SqsSettings } from './options.js';
 
 const SCOPE = 'sqs';
@@ -59,8 +61,6 @@ const SCOPE = 'sqs';
 export const MAX_MESSAGE_BYTES = 256 * 1024;
 /** SQS's limit of message attributes per message. */
 export const MAX_ATTRIBUTES = 10;
-/** Where a dead letter's reason, error, attempts and original headers travel (as JSON): one attribute of 10. */
-export const DEAD_LETTER_ATTRIBUTE = 'x-parley-dead-letter';
 const RESERVED = ['event', 'sender_id', 'RASA_ENVIRONMENT'] as const;
 const ATTRIBUTE_NAME = /^(?!\.)(?!.*\.\.)(?!(aws|amazon)\.)[A-Za-z0-9_.-]{1,256}(?<!\.)$/i;
 
@@ -181,7 +181,8 @@ export function sqsDriver(
     deliveryCount: true,
     retry: 'broker',
     leases: true,
-    redrive: false,
+    // `deadLetters(group)` and `redrive()` read the dead-letter queue.
+    redrive: settings.deadLetterQueue !== undefined,
   };
 
   const lookUp = async (name: string, attributes: Record<string, string> | undefined): Promise<string> => {
@@ -591,6 +592,16 @@ export function sqsDriver(
     },
     send,
     consume,
+    ...(settings.deadLetterQueue === undefined
+      ? {}
+      : {
+          deadLetters: sqsDeadLetters({
+            sqs,
+            settings,
+            queueUrl: () => queueUrl,
+            deadLetterUrl: () => deadLetterUrl,
+          }),
+        }),
     isReady: () => queueUrl !== undefined && !closed,
     async health() {
       if (queueUrl === undefined) return { queue: settings.queueName, fifo, connected: false };

@@ -4,7 +4,13 @@
  * SQS_ENDPOINT), each check through a raw client rather than through the adapter.
  */
 import { randomUUID } from 'node:crypto';
-import { GetQueueUrlCommand, ReceiveMessageCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
+import {
+  DeleteQueueCommand,
+  GetQueueAttributesCommand,
+  GetQueueUrlCommand,
+  ReceiveMessageCommand,
+  SendMessageCommand,
+} from '@aws-sdk/client-sqs';
 import { type BrokerConfig, type DeadLetter, type OutgoingMessage, userUttered } from '@parley/core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { DEAD_LETTER_ATTRIBUTE, resolveSqsSettings, sqsBroker, sqsDriver } from '../src/index.js';
@@ -352,6 +358,243 @@ describe('consume', () => {
     }, 'the message to be in the queue');
     expect(left.map((m) => m.MessageAttributes?.sender_id?.StringValue)).toEqual(['after-close']);
     expect(handled).toEqual([]);
+    await broker.close();
+  });
+});
+
+describe('dead letters', () => {
+  /** The dead-letter queue's messages, visible and hidden, by the raw client: a letter that is gone is deleted. */
+  const stored = async (url: string) => {
+    const { Attributes = {} } = await sqs.raw.send(
+      new GetQueueAttributesCommand({
+        QueueUrl: url,
+        AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'],
+      }),
+    );
+    return {
+      visible: Number(Attributes.ApproximateNumberOfMessages),
+      hidden: Number(Attributes.ApproximateNumberOfMessagesNotVisible),
+    };
+  };
+  const text = (body: Uint8Array) =>
+    (JSON.parse(Buffer.from(body).toString('utf8')) as { text?: string }).text;
+
+  it('lists what Parley and what the redrive policy dead-lettered, and redrives one, then the rest', async () => {
+    const name = unique('dl-list');
+    const broker = sqsBroker({
+      ...sqs.keys,
+      queue_name: name,
+      create_queue: true,
+      dead_letter_queue: `${name}-dl`,
+      max_receive_count: 2,
+      visibility_timeout: 1,
+      wait_time_seconds: 1,
+      onWarning: () => {},
+    });
+    expect(broker.capabilities.redrive).toBe(true);
+    await broker.ready();
+    const url = await urlOf(name);
+
+    // Moved by SQS: received twice by consumers that died, then the third receive moves it.
+    await broker.publish({ sender_id: 'nora', ...userUttered('native') });
+    let nativeMessage: Awaited<ReturnType<typeof drain>>[number] | undefined;
+    for (let i = 0; i < 2; i++) {
+      await until(
+        async () => {
+          const { Messages = [] } = await sqs.raw.send(
+            new ReceiveMessageCommand({ QueueUrl: url, VisibilityTimeout: 1, WaitTimeSeconds: 1 }),
+          );
+          nativeMessage ??= Messages[0];
+          return Messages.length > 0;
+        },
+        `receive ${i + 1}`,
+      );
+    }
+    await sleep(1_100);
+    await until(async () => {
+      await sqs.raw.send(new ReceiveMessageCommand({ QueueUrl: url, WaitTimeSeconds: 0 }));
+      return (await broker.deadLetters()).length === 1;
+    }, 'SQS to move it to the dead-letter queue');
+
+    // Dead-lettered by Parley: its handler fails max_attempts (= max_receive_count) times.
+    let healed = false;
+    const handled: { text: string | undefined; tenant: string | undefined; sender: string }[] = [];
+    const delivered = new Map<string, { id: string; body: Uint8Array }>();
+    const letters: DeadLetter[] = [];
+    const sub = broker.subscribe(
+      (event, context) => {
+        const said = text(context.body);
+        if (said !== undefined && !delivered.has(said)) {
+          delivered.set(said, { id: context.id, body: context.body });
+        }
+        if (said === 'poison' && !healed) throw new Error('poison pill');
+        handled.push({ text: said, tenant: context.headers.tenant, sender: event.sender_id });
+      },
+      { backoff: { initialMs: 20, maxMs: 20 }, onDeadLetter: (d) => void letters.push(d) },
+    );
+    await sub.ready;
+    await broker.publish({ sender_id: 'pia', ...userUttered('poison') }, { headers: { tenant: 'acme' } });
+    await until(() => letters.length === 1, 'Parley to dead-letter the poison event');
+
+    const listed = await broker.deadLetters();
+    expect(listed).toHaveLength(2);
+    const parley = listed.find((letter) => text(letter.body) === 'poison')!;
+    const native = listed.find((letter) => text(letter.body) === 'native')!;
+    expect(parley, "Parley's dead letter").toMatchObject({
+      messageId: delivered.get('poison')!.id,
+      reason: 'handler-failed',
+      error: { name: 'Error', message: 'poison pill' },
+      attempts: 2,
+      group: 'parley',
+      destination: name,
+      senderId: 'pia',
+    });
+    expect(parley.headers).toMatchObject({ tenant: 'acme', event: 'user', sender_id: 'pia' });
+    expect(
+      Buffer.from(parley.body).equals(Buffer.from(delivered.get('poison')!.body)),
+      'original bytes',
+    ).toBe(true);
+    expect(native, 'the redrive policy’s dead letter').toMatchObject({
+      messageId: nativeMessage!.MessageId,
+      reason: 'handler-failed',
+      attempts: 2,
+      group: 'parley',
+      senderId: 'nora',
+    });
+    expect(native.error.message).toMatch(/redrive policy/);
+    expect(Buffer.from(native.body).toString('utf8'), 'original bytes').toBe(nativeMessage!.Body);
+    expect(new Set(listed.map((letter) => letter.id)).size, 'distinct ids').toBe(2);
+    expect(
+      listed.map((letter) => letter.id),
+      'oldest first',
+    ).toEqual([native.id, parley.id]);
+    expect(
+      (await broker.deadLetters()).map((letter) => letter.id),
+      'a listing consumes nothing; ids are stable',
+    ).toEqual([native.id, parley.id]);
+    expect(await broker.deadLetters('another-group'), 'SQS has no other group').toEqual([]);
+    const dlqUrl = await urlOf(`${name}-dl`);
+    await until(async () => (await stored(dlqUrl)).visible === 2, 'both visible again after the listing');
+    expect(await stored(dlqUrl), 'nothing left hidden by the listings').toEqual({ visible: 2, hidden: 0 });
+
+    healed = true;
+    expect(await broker.redrive({ ids: [parley.id] })).toEqual({ redriven: 1 });
+    await until(() => handled.length === 1, 'the consumer to handle the redriven event');
+    expect(handled, 'the redriven event, with its attributes').toEqual([
+      { text: 'poison', tenant: 'acme', sender: 'pia' },
+    ]);
+    expect(
+      (await broker.deadLetters()).map((letter) => letter.id),
+      'the list shrank',
+    ).toEqual([native.id]);
+    await until(async () => (await stored(dlqUrl)).hidden === 0, 'the listing to show the other again');
+    expect(await stored(dlqUrl), 'deleted from the dead-letter queue, not hidden').toEqual({
+      visible: 1,
+      hidden: 0,
+    });
+
+    expect(await broker.redrive()).toEqual({ redriven: 1 });
+    await until(() => handled.length === 2, 'the consumer to handle the other one');
+    expect(handled[1]).toEqual({ text: 'native', tenant: undefined, sender: 'nora' });
+    expect(await broker.deadLetters(), 'empty after redriving all').toEqual([]);
+    await until(async () => (await stored(dlqUrl)).hidden === 0, 'nothing hidden in the dead-letter queue');
+    expect(await stored(dlqUrl), 'the dead-letter queue is empty').toEqual({ visible: 0, hidden: 0 });
+    await sleep(1_500);
+    expect(handled, 'each handled once').toHaveLength(2);
+    expect(letters, 'nothing dead-lettered again').toHaveLength(1);
+    await broker.close();
+  });
+
+  it('FIFO: a listing holds the oldest dead letter of each sender; the next shows once it is redriven', async () => {
+    const name = `${unique('dl-fifo')}.fifo`;
+    const broker = sqsBroker({
+      ...sqs.keys,
+      queue_name: name,
+      create_queue: true,
+      dead_letter_queue: `${name.replace(/\.fifo$/, '')}-dl.fifo`,
+      max_attempts: 1,
+      visibility_timeout: 1,
+      wait_time_seconds: 1,
+      onWarning: () => {},
+    });
+    let healed = false;
+    const handled: (string | undefined)[] = [];
+    const letters: DeadLetter[] = [];
+    const sub = broker.subscribe(
+      (_, context) => {
+        if (!healed) throw new Error('poison pill');
+        handled.push(text(context.body));
+      },
+      { onDeadLetter: (d) => void letters.push(d) },
+    );
+    await sub.ready;
+    await broker.publish({ sender_id: 'quinn', ...userUttered('first') });
+    await broker.publish({ sender_id: 'quinn', ...userUttered('second') });
+    await broker.publish({ sender_id: 'rory', ...userUttered('other') });
+    await until(() => letters.length === 3, 'three dead letters');
+
+    const listed = (await broker.deadLetters()).map((letter) => text(letter.body));
+    expect(listed, 'the oldest of each sender').toEqual(expect.arrayContaining(['first', 'other']));
+    // fauxqs returns one message per group a receive; AWS may return more of one group in the same receive.
+    if (process.env.SQS_ENDPOINT === undefined) expect([...listed].sort()).toEqual(['first', 'other']);
+    healed = true;
+    expect(await broker.redrive()).toEqual({ redriven: listed.length });
+    await until(() => handled.length === listed.length, 'the redriven ones');
+    if (listed.length === 2) {
+      const next = await broker.deadLetters();
+      expect(
+        next.map((letter) => text(letter.body)),
+        'shown once the first was redriven',
+      ).toEqual(['second']);
+      expect(await broker.redrive()).toEqual({ redriven: 1 });
+    }
+    await until(() => handled.length === 3, 'the last one');
+    expect(handled.indexOf('first'), 'one sender in order').toBeLessThan(handled.indexOf('second'));
+    expect(handled.sort()).toEqual(['first', 'other', 'second']);
+    expect(await broker.deadLetters()).toEqual([]);
+    await broker.close();
+  });
+
+  it('a redrive whose send fails leaves every letter listed, none lost', async () => {
+    const name = unique('dl-fail');
+    const broker = sqsBroker({
+      ...sqs.keys,
+      queue_name: name,
+      create_queue: true,
+      dead_letter_queue: `${name}-dl`,
+      onWarning: () => {},
+    });
+    await broker.ready();
+    const dlqUrl = await urlOf(`${name}-dl`);
+    for (const said of ['one', 'two']) {
+      await sqs.raw.send(
+        new SendMessageCommand({
+          QueueUrl: dlqUrl,
+          MessageBody: JSON.stringify({ sender_id: 'sam', ...userUttered(said) }),
+        }),
+      );
+    }
+    const before = (await broker.deadLetters()).map((letter) => letter.id);
+    expect(before).toHaveLength(2);
+    // The queue the letters go back to is gone: SendMessage fails.
+    await sqs.raw.send(new DeleteQueueCommand({ QueueUrl: await urlOf(name) }));
+    await expect(broker.redrive()).rejects.toThrow(/redrive: SendMessage of dead letter .* failed/);
+    expect(
+      (await broker.deadLetters()).map((letter) => letter.id).sort(),
+      'still listed after the failed redrive',
+    ).toEqual([...before].sort());
+    await broker.close();
+  });
+
+  it('without dead_letter_queue: no redrive capability, and deadLetters() says why', async () => {
+    const broker = sqsBroker({
+      ...sqs.keys,
+      queue_name: unique('no-dl'),
+      create_queue: true,
+      onWarning: () => {},
+    });
+    expect(broker.capabilities.redrive).toBe(false);
+    await expect(broker.deadLetters()).rejects.toThrow(/capabilities\.redrive is false/);
     await broker.close();
   });
 });
