@@ -1,5 +1,6 @@
 // What a user installs: the packed tarballs of @parley/core and @parley/amqp install together from npm and load
-// with import() and require(); their source maps resolve inside the tarball; the peer range on core survives
+// with import() and require(); @parley/cli with one adapter gives a working `npx parley`; their source maps
+// resolve inside the tarball; the peer range on core survives
 // pnpm's `workspace:` rewrite and changesets' versioning, so that a minor release of core is not a major of every
 // adapter (the `fixed` group would make it 1.0.0 for all).
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -12,6 +13,7 @@ import {
   readFileSync,
   writeFileSync,
 } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -47,7 +49,7 @@ describe('the tarballs', () => {
   const extracted = {};
 
   beforeAll(() => {
-    for (const name of ['core', 'amqp']) {
+    for (const name of ['core', 'amqp', 'cli']) {
       const pkg = join(root, 'packages', name);
       if (!existsSync(join(pkg, 'dist', 'index.js')))
         throw new Error(`packages/${name} is not built: ./pnpm build`);
@@ -120,6 +122,54 @@ describe('the tarballs', () => {
     );
     expect(cjs.trim()).toBe('function');
   }, 120_000);
+  it('@parley/cli with core and one adapter, in a fresh npm app: `npx parley --help` and `npx parley check` work', async () => {
+    const app = join(dir, 'cli-app');
+    mkdirSync(app);
+    writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'cli-app', private: true }));
+    run(
+      'npm',
+      ['install', '--no-audit', '--no-fund', '--prefer-offline', tarballs.cli, tarballs.core, tarballs.amqp],
+      app,
+    );
+    // As a user runs it: without the NODE_PATH pnpm's bin shims set (it names the workspace's packages).
+    const { NODE_PATH: _nodePath, ...env } = process.env;
+    const npx = (args) =>
+      spawnSync('npx', ['--no-install', 'parley', ...args], {
+        cwd: app,
+        encoding: 'utf8',
+        env: { ...env, NO_COLOR: '1' },
+        timeout: 30_000,
+      });
+    const help = npx(['--help']);
+    expect(help.status, help.stderr).toBe(0);
+    expect(help.stdout).toContain('Usage: parley');
+    for (const command of ['tail', 'publish', 'dead-letters', 'bridge', 'export', 'check']) {
+      expect(help.stdout).toMatch(new RegExp(`^ +${command}\\b`, 'm'));
+    }
+
+    // type: pika loads the installed @parley/amqp; at a port nothing listens on, check says why, exit 1.
+    const port = await closedPort();
+    writeFileSync(
+      join(app, 'endpoints.yml'),
+      `event_broker:\n  type: pika\n  url: 127.0.0.1\n  port: ${port}\n  username: guest\n  password: n0t-printed-Pw\n`,
+    );
+    const check = npx(['check', '--timeout', '2']);
+    expect(check.status, check.stderr).toBe(1);
+    expect(check.stdout).toContain('endpoints     ./endpoints.yml: valid');
+    expect(check.stdout).toContain('adapter       amqp (type: pika)');
+    expect(check.stdout).toContain('connection    failed');
+    expect(check.stderr).toMatch(new RegExp(`^\\[parley\\] \\[amqp\\] .*127\\.0\\.0\\.1:${port}`, 'm'));
+    expect(check.stdout + check.stderr).not.toContain('n0t-printed-Pw');
+
+    // An adapter that is not installed: exit 2, saying what to install.
+    writeFileSync(
+      join(app, 'endpoints.yml'),
+      'event_broker:\n  type: kafka\n  url: 127.0.0.1:9092\n  security_protocol: PLAINTEXT\n',
+    );
+    const missing = npx(['check']);
+    expect(missing.status, missing.stderr).toBe(2);
+    expect(missing.stderr).toContain('npm install @parley/kafka');
+  }, 180_000);
 });
 
 describe('versioning with changesets', () => {
@@ -180,4 +230,13 @@ function listFiles(dir) {
   return readdirSync(dir, { recursive: true, withFileTypes: true })
     .filter((entry) => entry.isFile())
     .map((entry) => relative(dir, join(entry.parentPath, entry.name)));
+}
+
+/** A port nothing listens on: bound, then released. */
+async function closedPort() {
+  const server = createServer();
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address();
+  await new Promise((resolve) => server.close(() => resolve()));
+  return port;
 }

@@ -169,3 +169,72 @@ export function wireLines(name: string): string[] {
     .split('\n')
     .filter((line) => line !== '');
 }
+
+/** librdkafka's mock cluster (`kcat`, started as packages/kafka's tests start it), or `KAFKA_URL`'s cluster. */
+export interface KafkaCluster {
+  /** Bootstrap servers, comma-separated. */
+  readonly url: string;
+  /** True on the mock cluster, which needs `idempotent: false` (see {@link kafkaSection}). */
+  readonly mock: boolean;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts the mock cluster: `kcat -P` stays alive while its stdin is open and logs the mock's bootstrap servers
+ * (random ports each start); closing stdin ends it. With `KAFKA_URL`, that cluster instead.
+ */
+export async function startKafka(brokers = 3): Promise<KafkaCluster> {
+  const external = process.env.KAFKA_URL;
+  if (external) return { url: external, mock: false, stop: async () => {} };
+  const child = spawn(
+    'kcat',
+    ['-b', 'localhost:0', '-X', `test.mock.num.brokers=${brokers}`, '-P', '-t', 'parley-mock-keepalive'],
+    { stdio: ['pipe', 'ignore', 'pipe'] },
+  );
+  const url = await new Promise<string>((resolve, reject) => {
+    let log = '';
+    const timer = setTimeout(() => reject(new Error(`kcat mock cluster did not start: ${log}`)), 10_000);
+    child.once('error', (error) =>
+      reject(new Error(`the Kafka tests need kcat (apt-get install kcat) or KAFKA_URL: ${error.message}`)),
+    );
+    child.stderr?.on('data', (chunk: Buffer) => {
+      log += chunk.toString();
+      const match = /replaced with (\S+)/.exec(log) ?? /bootstrap\.servers=(\S+)/.exec(log);
+      if (match?.[1]) {
+        clearTimeout(timer);
+        resolve(match[1]);
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`kcat exited (${code}): ${log}`)));
+  });
+  child.stderr?.resume();
+  return {
+    url,
+    mock: true,
+    stop: async () => {
+      if (child.exitCode !== null) return;
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.stdin?.end();
+      const timer = setTimeout(() => child.kill('SIGKILL'), 3_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/**
+ * Rasa's kafka section for `topic`, with the mock cluster's needs: short group timings, no idempotent producer.
+ * `partition_by_sender` keys events by conversation: one conversation's events share a partition, so stay in order.
+ */
+export function kafkaSection(cluster: KafkaCluster, topic: string): Record<string, unknown> {
+  return {
+    type: 'kafka',
+    url: cluster.url,
+    topic,
+    partition_by_sender: true,
+    security_protocol: 'PLAINTEXT',
+    session_timeout_ms: 6000,
+    heartbeat_interval_ms: 500,
+    ...(cluster.mock ? { idempotent: false } : {}),
+  };
+}

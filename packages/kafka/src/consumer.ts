@@ -3,7 +3,8 @@
  * {@link AckWindow}, and offsets are committed only up to its last contiguous handled message, so a crash or a
  * rebalance loses nothing. Waiting for room (read-ahead) inside `eachBatch` heartbeats, so long handlers keep the
  * member in its group; partitions missing from a new assignment abort their deliveries' `revoked` signals; a
- * dead letter redriven to another group is passed over.
+ * dead letter redriven to another group is passed over. An `ephemeral` group (parley tail's) commits nothing: the
+ * cluster keeps no offsets of it once it leaves.
  */
 import {
   AckWindow,
@@ -36,6 +37,7 @@ export async function joinGroup(
 ): Promise<DriverConsumer> {
   const { topic, settings, consumers } = member;
   const { group, readAhead } = options;
+  const ephemeral = options.ephemeral === true;
   let start = await latestStart(k, topic, group, options.from);
   /** The commit of a new group's start: `ready` waits for it (a group closed at once must exist after). */
   let startOffsets: { topic: string; partition: number; offset: string }[] = [];
@@ -68,6 +70,7 @@ export async function joinGroup(
   /** Commits of one tick go out as one request (core acks deliveries one by one). */
   let pendingCommit: { promise: Promise<void>; partitions: Set<number> } | undefined;
   const commit = (partition: number): Promise<void> => {
+    if (ephemeral) return Promise.resolve();
     if (!pendingCommit) {
       const batch = { partitions: new Set<number>(), promise: Promise.resolve() };
       batch.promise = new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
@@ -99,7 +102,8 @@ export async function joinGroup(
     const from = start;
     start = undefined;
     if (from) {
-      // A new group: start at the ends read before joining, and commit them, so that the group exists from now.
+      // A new group: start at the ends read before joining, and commit them (unless ephemeral), so that the group
+      // exists from now.
       const offsets = [...assigned].flatMap((partition) => {
         const offset = from.get(partition);
         return offset === undefined ? [] : [{ topic, partition, offset }];
@@ -205,7 +209,7 @@ export async function joinGroup(
     await joined;
     running = true;
     // Only once the runner runs: kafkajs drops a commit made before (as in the join's own event).
-    if (startOffsets.length > 0) await consumer.commitOffsets(startOffsets).catch(() => {});
+    if (startOffsets.length > 0 && !ephemeral) await consumer.commitOffsets(startOffsets).catch(() => {});
   } catch (error) {
     await consumer.disconnect().catch(() => {});
     throw new ConnectionError(SCOPE, `cannot join group ${group}: ${messageOf(error)}`, { cause: error });

@@ -15,7 +15,7 @@ import {
 } from '@parley/core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { fromEndpointConfig, kafkaBroker, mskIamTokenProvider, resolveKafkaSettings } from '../src/index.js';
-import { readTopic, startCluster, testKeys } from './support.js';
+import { rawKafka, readTopic, startCluster, testKeys } from './support.js';
 
 const cluster = await startCluster();
 const run = `t${process.pid}-${Date.now().toString(36)}`;
@@ -289,6 +289,44 @@ describe('consumer group', () => {
     await new Promise((r) => setTimeout(r, 500));
     await again.close();
     expect(later.sort()).toEqual(['hello 20', 'hello 21', 'hello 22', 'hello 23', 'hello 24']);
+  });
+
+  it('an ephemeral group (parley tail) reads everything and commits nothing, from the beginning or the end', async () => {
+    const topic = fresh('ephemeral');
+    const broker = make(topic, { partition_by_sender: true });
+    for (let i = 0; i < 8; i++) await broker.publish(event(i, `s${i % 4}`));
+    const fromBeginning = fresh('g');
+    const seen: string[] = [];
+    const sub = broker.subscribe((e) => void seen.push((e as { text?: string }).text ?? ''), {
+      group: fromBeginning,
+      from: 'beginning',
+      ephemeral: true,
+    });
+    await sub.ready;
+    await waitFor(() => seen.length >= 8, '8 events');
+    const fromEnd = fresh('g');
+    const later: string[] = [];
+    const tail = broker.subscribe((e) => void later.push((e as { text?: string }).text ?? ''), {
+      group: fromEnd,
+      ephemeral: true,
+    });
+    await tail.ready;
+    for (let i = 8; i < 12; i++) await broker.publish(event(i, `s${i % 4}`));
+    await waitFor(() => later.length >= 4, 'the 4 newer events');
+    await new Promise((r) => setTimeout(r, 500));
+    await sub.close();
+    await tail.close();
+    expect(later.sort()).toEqual(['hello 10', 'hello 11', 'hello 8', 'hello 9']);
+    const admin = rawKafka(cluster).admin();
+    await admin.connect();
+    try {
+      for (const groupId of [fromBeginning, fromEnd]) {
+        const [offsets] = await admin.fetchOffsets({ groupId, topics: [topic] });
+        expect(offsets?.partitions.map((p) => p.offset).filter((o) => o !== '-1')).toEqual([]);
+      }
+    } finally {
+      await admin.disconnect();
+    }
   });
 
   it('dead-letters a poison event to <topic>.dead-letter with the dead-letter headers', async () => {

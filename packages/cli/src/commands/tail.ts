@@ -90,7 +90,8 @@ async function tail(options: TailOptions): Promise<void> {
     });
     await Promise.race([subscription.ready, subscription.closed]);
     if (subscription.failure) throw subscription.failure;
-    const how = options.group === undefined ? 'a throwaway group' : `group "${group}"`;
+    // The throwaway group is named too: the broker's own tools show it while tail runs.
+    const how = options.group === undefined ? `a throwaway group, "${group}"` : `group "${group}"`;
     note(`tailing the ${broker.name} broker through ${how} (Ctrl-C to stop)`);
     await Promise.race([stop.stopped, done, subscription.closed]);
     await subscription.close();
