@@ -6,24 +6,27 @@
 import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type FaultProxy, startFaultProxy } from '@parley/conformance';
+import { startFaultProxy } from '@parley/conformance';
 import { connect } from 'amqplib';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   AMQP_URL,
+  type Bridged,
+  bridgeEventLines,
+  bridgeThroughCut,
   cleanUpAmqp,
+  eventually,
+  expectAllInOrder,
   pikaSection,
   REDIS_URL,
   run,
+  SENDERS,
   start,
   tempDir,
   unique,
   writeEndpoints,
 } from './support.js';
-
-const SENDERS = ['alice', 'bob', 'carol'];
-const PER_SENDER = 100;
 
 let dir: string;
 let remove: () => Promise<void>;
@@ -32,104 +35,37 @@ beforeEach(async () => {
 });
 afterEach(() => remove());
 
-/** 300 slot events, the senders interleaved, each numbered within its conversation (`value`). */
+/** The 300 events of {@link bridgeEventLines} as a JSON Lines file. */
 async function writeEvents(path: string): Promise<void> {
-  const lines: string[] = [];
-  for (let i = 0; i < PER_SENDER; i += 1) {
-    for (const sender of SENDERS) {
-      lines.push(
-        JSON.stringify({
-          sender_id: sender,
-          event: 'slot',
-          timestamp: 1_700_000_000 + i,
-          name: 'n',
-          value: i,
-        }),
-      );
-    }
-  }
-  await writeFile(path, `${lines.join('\n')}\n`);
-}
-
-/** Nothing lost, and per conversation the events' first arrivals in publish order (at-least-once may repeat). */
-function expectAllInOrder(events: readonly { sender_id: string; value: number }[]): void {
-  for (const sender of SENDERS) {
-    const firsts: number[] = [];
-    for (const e of events) if (e.sender_id === sender && !firsts.includes(e.value)) firsts.push(e.value);
-    expect(firsts, `the events of ${sender}`).toEqual(Array.from({ length: PER_SENDER }, (_, i) => i));
-  }
-}
-
-/** Polls until `check` holds (the bridge runs in another process). */
-async function eventually(check: () => boolean | Promise<boolean>, what: string, ms = 45_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+  await writeFile(path, `${bridgeEventLines().join('\n')}\n`);
 }
 
 describe('parley bridge', () => {
   const prefix = unique('parley-cli-bridge');
-  let proxy: FaultProxy | undefined;
   afterAll(async () => {
-    await proxy?.close();
     await cleanUpAmqp(prefix);
   });
 
   it('RabbitMQ → file, the source cut mid-stream: nothing lost, each conversation in order, SIGTERM prints counts', async () => {
-    const amqp = new URL(AMQP_URL);
-    proxy = await startFaultProxy({ upstream: { host: amqp.hostname, port: Number(amqp.port || 5672) } });
-    const direct = await writeEndpoints(join(dir, 'rabbitmq.yml'), pikaSection(prefix));
-    await writeEndpoints(join(dir, 'source.yml'), {
-      ...pikaSection(prefix),
-      port: proxy.port,
-      connection_attempts: 50,
-    });
     const log = join(dir, 'events.log');
-    await writeEndpoints(join(dir, 'target.yml'), { type: 'file', path: log });
-    await writeEvents(join(dir, 'events.jsonl'));
-    // Two halves: the first while the bridge runs, the second while its connection is cut.
-    const lines = readFileSync(join(dir, 'events.jsonl'), 'utf8')
-      .split('\n')
-      .filter((l) => l !== '');
-    await writeFile(join(dir, 'first.jsonl'), `${lines.slice(0, 150).join('\n')}\n`);
-    await writeFile(join(dir, 'second.jsonl'), `${lines.slice(150).join('\n')}\n`);
-
-    const bridge = start(
-      ['bridge', '--endpoints', 'source.yml', '--to', 'target.yml', '--group', 'to-file'],
-      dir,
-    );
-    await bridge.waitFor('stderr', /bridging amqp/);
-    expect((await run(['publish', 'first.jsonl', '--endpoints', direct], dir)).code).toBe(0);
-
     const arrived = () => {
       try {
         return readFileSync(log, 'utf8')
           .split('\n')
           .filter((l) => l !== '')
-          .map((l) => JSON.parse(l) as { sender_id: string; value: number });
+          .map((l) => JSON.parse(l) as Bridged);
       } catch {
         return [];
       }
     };
-    await eventually(() => arrived().length >= 30, 'the first events to be bridged');
-    await proxy.cut();
-    expect((await run(['publish', 'second.jsonl', '--endpoints', direct], dir)).code).toBe(0);
-    const duringCut = new Set(arrived().map((e) => `${e.sender_id}/${e.value}`)).size;
-    expect(duringCut).toBeLessThanOrEqual(150);
-    await proxy.restore();
-    await eventually(
-      () => new Set(arrived().map((e) => `${e.sender_id}/${e.value}`)).size === 300,
-      'all 300 events',
-    );
-
-    bridge.child.kill('SIGTERM');
-    const result = await bridge.exited;
-    expect(result.code).toBe(0);
-    expect(result.stderr).toMatch(/SIGTERM: bridged \d+ events \(received \d+, retried 0, dead-lettered 0\)/);
-    expect(proxy.stats.cut).toBeGreaterThan(0);
-    expectAllInOrder(arrived());
+    const events = await bridgeThroughCut({
+      dir,
+      prefix,
+      target: { type: 'file', path: log },
+      group: 'to-file',
+      received: arrived,
+    });
+    expectAllInOrder(events);
   });
 
   it('RabbitMQ → Redis Streams: every event, each conversation in order', async () => {

@@ -9,7 +9,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { startFaultProxy } from '@parley/conformance';
 import { connect } from 'amqplib';
+import { expect } from 'vitest';
 
 export const BIN = fileURLToPath(new URL('../dist/bin.js', import.meta.url));
 export const FIXTURES = fileURLToPath(new URL('../../../fixtures/rasa/', import.meta.url));
@@ -237,4 +239,110 @@ export function kafkaSection(cluster: KafkaCluster, topic: string): Record<strin
     heartbeat_interval_ms: 500,
     ...(cluster.mock ? { idempotent: false } : {}),
   };
+}
+
+/** The bridge tests' conversations: 3 senders of 100 slot events each, interleaved, numbered by `value`. */
+export const SENDERS = ['alice', 'bob', 'carol'];
+export const PER_SENDER = 100;
+
+/** What a bridge test reads back at its target. */
+export interface Bridged {
+  readonly sender_id: string;
+  readonly value: number;
+}
+
+/** The 300 events as JSON Lines, in publish order. */
+export function bridgeEventLines(): string[] {
+  const lines: string[] = [];
+  for (let i = 0; i < PER_SENDER; i += 1) {
+    for (const sender of SENDERS) {
+      lines.push(
+        JSON.stringify({
+          sender_id: sender,
+          event: 'slot',
+          timestamp: 1_700_000_000 + i,
+          name: 'n',
+          value: i,
+        }),
+      );
+    }
+  }
+  return lines;
+}
+
+/** Polls until `check` holds (the bridge runs in another process). */
+export async function eventually(
+  check: () => boolean | Promise<boolean>,
+  what: string,
+  ms = 45_000,
+): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/**
+ * `parley bridge` from RabbitMQ, reached through a fault proxy, to `target`, with the source cut mid-stream: half of
+ * {@link bridgeEventLines} published before the cut, half during it. Waits until `received()` (what the target holds
+ * so far, repeats included) has all 300, stops the bridge with SIGTERM, checks its exit and counts, and returns what
+ * arrived. Nothing may be lost; the callers check order where their target keeps it.
+ */
+export async function bridgeThroughCut(options: {
+  readonly dir: string;
+  readonly prefix: string;
+  readonly target: Record<string, unknown>;
+  readonly group: string;
+  readonly env?: Record<string, string>;
+  readonly received: () => readonly Bridged[] | Promise<readonly Bridged[]>;
+}): Promise<readonly Bridged[]> {
+  const { dir, prefix, target, group, env: extraEnv, received } = options;
+  const amqp = new URL(AMQP_URL);
+  const proxy = await startFaultProxy({ upstream: { host: amqp.hostname, port: Number(amqp.port || 5672) } });
+  try {
+    const direct = await writeEndpoints(join(dir, 'rabbitmq.yml'), pikaSection(prefix));
+    await writeEndpoints(join(dir, 'source.yml'), {
+      ...pikaSection(prefix),
+      port: proxy.port,
+      connection_attempts: 50,
+    });
+    await writeEndpoints(join(dir, 'target.yml'), target);
+    const lines = bridgeEventLines();
+    await writeFile(join(dir, 'first.jsonl'), `${lines.slice(0, 150).join('\n')}\n`);
+    await writeFile(join(dir, 'second.jsonl'), `${lines.slice(150).join('\n')}\n`);
+
+    const bridge = start(
+      ['bridge', '--endpoints', 'source.yml', '--to', 'target.yml', '--group', group],
+      dir,
+      extraEnv,
+    );
+    await bridge.waitFor('stderr', new RegExp(`bridging amqp .* to ${String(target.type)}`));
+    expect((await run(['publish', 'first.jsonl', '--endpoints', direct], dir)).code).toBe(0);
+    const distinct = async () => new Set((await received()).map((e) => `${e.sender_id}/${e.value}`)).size;
+    await eventually(async () => (await distinct()) >= 30, 'the first events to be bridged');
+    await proxy.cut();
+    expect((await run(['publish', 'second.jsonl', '--endpoints', direct], dir)).code).toBe(0);
+    expect(await distinct(), 'events bridged while the source was cut off').toBeLessThanOrEqual(150);
+    await proxy.restore();
+    await eventually(async () => (await distinct()) === 300, 'all 300 events at the target');
+
+    bridge.child.kill('SIGTERM');
+    const result = await bridge.exited;
+    expect(result.code).toBe(0);
+    expect(result.stderr).toMatch(/SIGTERM: bridged \d+ events \(received \d+, retried 0, dead-lettered 0\)/);
+    expect(proxy.stats.cut, 'the proxy cut the source').toBeGreaterThan(0);
+    return await received();
+  } finally {
+    await proxy.close();
+  }
+}
+
+/** Nothing lost, and per conversation the events' first arrivals in publish order (at-least-once may repeat). */
+export function expectAllInOrder(events: readonly Bridged[]): void {
+  for (const sender of SENDERS) {
+    const firsts: number[] = [];
+    for (const e of events) if (e.sender_id === sender && !firsts.includes(e.value)) firsts.push(e.value);
+    expect(firsts, `the events of ${sender}`).toEqual(Array.from({ length: PER_SENDER }, (_, i) => i));
+  }
 }
