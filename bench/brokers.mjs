@@ -270,3 +270,17 @@ async function latencies(create, rate, seconds, cleanup) {
   await cleanup(destination);
   return samples;
 }
+
+/**
+ * Prints whether a ratio of medians met its target, with the per-run ratios' spread beside it (a target met by the
+ * median but missed by some runs shows as such).
+ */
+export function verdict(what, ratio, perRun, target) {
+  const spread =
+    perRun.length > 1 ? ` (runs ${Math.min(...perRun).toFixed(2)} – ${Math.max(...perRun).toFixed(2)}×)` : '';
+  console.log(
+    `${what}: ${ratio === undefined ? 'n/a' : `${ratio.toFixed(2)}×`}${spread} (target ≥ ${target}×): ${
+      ratio === undefined ? 'not measured' : ratio >= target ? 'met' : 'NOT met'
+    }`,
+  );
+}

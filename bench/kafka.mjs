@@ -10,7 +10,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { kafkaBroker } from '@parley/kafka';
 import { Kafka, logLevel } from 'kafkajs';
-import { benchBroker } from './brokers.mjs';
+import { benchBroker, verdict } from './brokers.mjs';
 
 const BATCH = 500;
 const rasaEnvironment = process.env.RASA_ENVIRONMENT ?? 'RASA_ENVIRONMENT_NOT_SET';
@@ -144,7 +144,7 @@ export async function run(options = {}) {
       }
     };
 
-    return await benchBroker({
+    const result = await benchBroker({
       name: 'kafka',
       create,
       consumeClock: 'first-event',
@@ -156,6 +156,10 @@ export async function run(options = {}) {
       // Each measurement uses a fresh topic: 10,000 events ≈ 4 MB over 4 partitions, under the mock's ~5 MB each.
       options: { events: 10_000, runs: 5, ...options },
     });
+    console.log('');
+    verdict('publish', result.publishRatio, result.publishRatios, 0.9);
+    verdict('consume', result.consumeRatio, result.consumeRatios, 0.9);
+    return result;
   } finally {
     await cluster.stop();
   }

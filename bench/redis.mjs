@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { redisBroker } from '@parley/redis';
 import { Redis } from 'ioredis';
-import { benchBroker } from './brokers.mjs';
+import { benchBroker, verdict } from './brokers.mjs';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const PIPELINE = 500;
@@ -126,7 +126,7 @@ export async function run(options = {}) {
   };
 
   try {
-    return await benchBroker({
+    const result = await benchBroker({
       name: 'redis',
       create,
       cleanup: async (destination) => {
@@ -139,6 +139,10 @@ export async function run(options = {}) {
       },
       options: { events: 10_000, runs: 5, ...options },
     });
+    console.log('');
+    verdict('publish', result.publishRatio, result.publishRatios, 0.9);
+    verdict('consume', result.consumeRatio, result.consumeRatios, 0.9);
+    return result;
   } finally {
     admin.disconnect();
   }

@@ -11,7 +11,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { sqsBroker } from '@parley/sqs';
-import { benchBroker } from './brokers.mjs';
+import { benchBroker, verdict } from './brokers.mjs';
 
 const sqsPackage = createRequire(import.meta.url).resolve('@parley/sqs/package.json');
 const fromSqs = createRequire(sqsPackage);
@@ -155,7 +155,7 @@ export async function run(options = {}) {
   };
 
   try {
-    return await benchBroker({
+    const result = await benchBroker({
       name: 'sqs',
       create,
       cleanup: async (destination) => {
@@ -175,6 +175,10 @@ export async function run(options = {}) {
       },
       options: { events: 10_000, runs: 5, ...options },
     });
+    console.log('');
+    verdict('publish', result.publishRatio, result.publishRatios, 0.9);
+    verdict('consume', result.consumeRatio, result.consumeRatios, 0.9);
+    return result;
   } finally {
     sqs.destroy();
     await stop();
