@@ -66,8 +66,8 @@ export async function run(options = {}) {
         }`,
       );
     console.log('');
-    line('publish with confirms', amqp.publishRatio, 0.9, 'raw amqplib');
-    line(`consume (prefetch ${concurrency}, ack each)`, amqp.consumeRatio, 0.9, 'raw amqplib');
+    line('publish with confirms', amqp.publishRatio, 0.95, 'raw amqplib');
+    line(`consume (prefetch ${concurrency}, ack each)`, amqp.consumeRatio, 0.95, 'raw amqplib');
     line('publish with confirms', pika.ratio, 5, 'Python pika (BlockingConnection, confirms)');
     return { ...amqp, pikaRatio: pika.ratio };
   } finally {

@@ -1,6 +1,6 @@
 // `pnpm bench`: every benchmark, each beside its baseline in the same run.
 //   pnpm bench                    all of them
-//   pnpm bench -- codec amqp      only those
+//   pnpm bench -- codec amqp      only those (codec, embedded, amqp, kafka, redis, sqs)
 //   pnpm bench -- --quick         a smoke run (rough figures)
 //   pnpm bench -- codec --readme  also write the codec table into the READMEs (between their codec-bench markers)
 //   pnpm bench -- codec --wall    time the codec by the wall clock, not by the process's CPU time
@@ -39,6 +39,10 @@ if (wants('amqp')) {
   await (await import('./amqp.mjs')).run(
     quick ? { events: 1_000, runs: 1, seconds: 1, pikaEvents: 500, pikaRuns: 1 } : {},
   );
+}
+for (const name of ['kafka', 'redis', 'sqs']) {
+  if (!wants(name)) continue;
+  await (await import(`./${name}.mjs`)).run(quick ? { events: 1_000, runs: 1, seconds: 1 } : {});
 }
 
 /** Replaces the codec table (between the codec-bench markers) in the READMEs that show it with this run's. */

@@ -42,6 +42,8 @@ export class Publisher {
   readonly #maxMessageBytes: number;
   /** Waiting to be sent, in publish order. */
   #queue: Entry[] = [];
+  /** How many entries of each sender wait in the queue: a take finds out at once when every one is busy. */
+  readonly #queuedBySender = new Map<string, number>();
   /** Sent, waiting for the broker's outcome, per batch. */
   readonly #inFlight = new Set<Entry[]>();
   /** Senders with a batch in flight: their next events wait for it. */
@@ -113,6 +115,7 @@ export class Publisher {
         this.#pending--;
         this.#bytes -= size;
       };
+      this.#queued(message.senderId, 1);
       this.#queue.push({
         seq: this.#seq++,
         message,
@@ -155,6 +158,7 @@ export class Publisher {
     this.#abort.abort();
     const left = [...[...this.#inFlight].flat(), ...this.#retry, ...this.#queue];
     this.#queue = [];
+    this.#queuedBySender.clear();
     this.#retry = [];
     this.#inFlight.clear();
     for (const entry of left) {
@@ -171,7 +175,9 @@ export class Publisher {
 
   /** Rejects everything waiting with `error` (the broker cannot be reached at all). */
   failWaiting(error: Error): void {
-    for (const entry of [...this.#retry.splice(0), ...this.#queue.splice(0)]) entry.reject(error);
+    const waiting = [...this.#retry.splice(0), ...this.#queue.splice(0)];
+    this.#queuedBySender.clear();
+    for (const entry of waiting) entry.reject(error);
     this.#settleIdle();
   }
 
@@ -206,6 +212,7 @@ export class Publisher {
       if (this.#inFlight.size === 0 && this.#retry.length === 0 && this.#queue.length === 0) break;
       await this.#roundDone();
       if (this.#retry.length > 0 && this.#inFlight.size === 0 && !this.#abort.signal.aborted) {
+        for (const entry of this.#retry) this.#queued(entry.message.senderId, 1);
         this.#queue = mergeBySeq(
           this.#retry.sort((a, b) => a.seq - b.seq),
           this.#queue,
@@ -249,32 +256,58 @@ export class Publisher {
         bytes += size;
         n++;
       }
-      return this.#queue.splice(0, n);
+      const taken = this.#queue.splice(0, n);
+      for (const entry of taken) this.#queued(entry.message.senderId, -1);
+      return taken;
     }
-    const rest: Entry[] = [];
-    let full = false;
-    for (const entry of this.#queue) {
+    // Every sender with events waiting has a batch in flight: nothing to take, and no need to scan the queue for it
+    // (a scan per settled batch would make publishing a long queue quadratic).
+    let free = false;
+    for (const sender of this.#queuedBySender.keys()) {
+      if (!this.#busySenders.has(sender)) {
+        free = true;
+        break;
+      }
+    }
+    if (!free) return batch;
+    const queue = this.#queue;
+    /** Where the first entry taken was: every entry before it was skipped. */
+    let first = -1;
+    /** Entries skipped after the first taken one. */
+    const skipped: Entry[] = [];
+    let i = 0;
+    // Scans until the batch is full: what follows stays queued as it is (copied once, not entry by entry).
+    for (; i < queue.length && batch.length < this.#maxBatch; i++) {
+      const entry = queue[i]!;
       const size = entry.message.body.byteLength;
       if (
-        full ||
         this.#busySenders.has(entry.message.senderId) ||
         (batch.length > 0 && bytes + size > this.#maxBatchBytes)
       ) {
-        rest.push(entry);
+        if (first >= 0) skipped.push(entry);
         // A sender skipped once stays skipped: its later events must not overtake this one.
-        if (!full) this.#busySenders.add(entry.message.senderId);
+        this.#busySenders.add(entry.message.senderId);
         continue;
       }
+      if (first < 0) first = i;
       batch.push(entry);
       bytes += size;
-      if (batch.length >= this.#maxBatch) full = true;
     }
     // Senders marked busy only to be skipped in this scan are free again.
     this.#busySenders.clear();
     for (const inFlight of this.#inFlight)
       for (const e of inFlight) this.#busySenders.add(e.message.senderId);
-    this.#queue = rest;
+    // What was not taken, in publish order. Nothing taken: the queue stays as it is.
+    if (first >= 0) this.#queue = queue.slice(0, first).concat(skipped, queue.slice(i));
+    for (const entry of batch) this.#queued(entry.message.senderId, -1);
     return batch;
+  }
+
+  /** Counts entries of `sender` going into (1) or out of (-1) the queue. */
+  #queued(sender: string, delta: 1 | -1): void {
+    const n = (this.#queuedBySender.get(sender) ?? 0) + delta;
+    if (n > 0) this.#queuedBySender.set(sender, n);
+    else this.#queuedBySender.delete(sender);
   }
 
   #settle(batch: Entry[], outcomes: readonly SendOutcome[]): void {
