@@ -3,6 +3,7 @@
  * driver contract errors, publishing limits, buffer bytes, reconnection and resuming consumers, broker-side
  * retries and delivery counts, leases, and dead letters read back and redriven.
  */
+import { getEventListeners } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import {
   type BrokerDriver,
@@ -246,6 +247,26 @@ describe('reconnection and resuming consumers (core owns them)', () => {
     await broker.publish(event('a', 1));
     await waitFor(() => got.length === 1, 'the other subscription to work');
     expect(broker.isReady()).toBe(true);
+    await broker.close();
+  });
+});
+
+describe('revocation signals shared by many deliveries', () => {
+  it('leave no listener behind once a delivery is settled (one channel, many messages)', async () => {
+    const channel = new AbortController();
+    const inner = memoryDriver({ hub: new MemoryHub(), destination: uniq() });
+    // As AMQP does: every delivery of a channel carries the channel's signal.
+    const driver: BrokerDriver<MemoryHub> = {
+      ...inner,
+      consume: (options, sink) =>
+        inner.consume(options, { ...sink, deliver: (d) => sink.deliver({ ...d, revoked: channel.signal }) }),
+    };
+    const broker = defineBroker(driver, quiet);
+    const sub = broker.subscribe(() => {}, { group: 'g', concurrency: 4 });
+    await sub.ready;
+    await Promise.all(Array.from({ length: 200 }, (_, i) => broker.publish(event(`s${i % 8}`, i))));
+    await waitFor(() => sub.stats.acked === 200, 'every event acknowledged');
+    expect(getEventListeners(channel.signal, 'abort').length).toBe(0);
     await broker.close();
   });
 });

@@ -13,6 +13,8 @@ export interface Held {
   /** Aborted when the broker takes it back (revoked, lease lost) or the subscription closes. */
   readonly abort: AbortController;
   renewal?: NodeJS.Timeout;
+  /** Removes the listener on the broker's revocation signal (often one signal shared by a channel's deliveries). */
+  unlisten?: () => void;
   settled: boolean;
 }
 
@@ -31,7 +33,13 @@ export function startHolding(held: Held, lost: (error?: unknown) => void): void 
   const { revoked, lease } = held.delivery;
   if (revoked) {
     if (revoked.aborted) queueMicrotask(() => lost());
-    else revoked.addEventListener('abort', () => lost(), { once: true });
+    else {
+      // Removed once settled: a channel's deliveries may share one signal, which would otherwise keep a listener
+      // (and its delivery) for every message the channel ever delivered.
+      const onRevoked = () => lost();
+      revoked.addEventListener('abort', onRevoked, { once: true });
+      held.unlisten = () => revoked.removeEventListener('abort', onRevoked);
+    }
   }
   if (lease) {
     const every = Math.max(10, Math.floor(lease.durationMs * RENEW_FRACTION));
@@ -52,5 +60,6 @@ export function stopHolding(held: Held): boolean {
   if (held.settled) return false;
   held.settled = true;
   clearTimeout(held.renewal);
+  held.unlisten?.();
   return true;
 }
