@@ -59,11 +59,12 @@ export async function joinGroup(
     { window: AckWindow<number>; held: Map<number, AbortController>; released: Set<number> }
   >();
   let unacked = 0;
-  let wake: (() => void) | undefined;
+  /** Partition batches waiting for read-ahead room: every one is woken when room may have come (up to 4 wait). */
+  const waiting = new Set<() => void>();
   const notify = () => {
-    const w = wake;
-    wake = undefined;
-    w?.();
+    const woken = [...waiting];
+    waiting.clear();
+    for (const wake of woken) wake();
   };
   let stopped = false;
 
@@ -147,8 +148,14 @@ export async function joinGroup(
       }
       while (unacked >= readAhead && isRunning() && !isStale() && !stopped) {
         await new Promise<void>((resolve) => {
-          wake = resolve;
-          setTimeout(resolve, Math.min(1_000, settings.heartbeatIntervalMs)).unref();
+          const timer = setTimeout(done, Math.min(1_000, settings.heartbeatIntervalMs));
+          timer.unref();
+          function done() {
+            clearTimeout(timer);
+            waiting.delete(done);
+            resolve();
+          }
+          waiting.add(done);
         });
         // Long handlers: the member stays in its group while core holds what it read.
         await heartbeat();
