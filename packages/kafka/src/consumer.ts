@@ -92,8 +92,12 @@ export async function joinGroup(
     const state = partitions.get(partition);
     if (!state) return;
     partitions.delete(partition);
-    for (const controller of state.held.values()) controller.abort();
-    unacked -= state.held.size;
+    // Forgotten before they are told: an ack or release of a revoked delivery then settles nothing, and read-ahead
+    // room is counted once (it was counted again when core released a revoked delivery later).
+    const revoked = [...state.held.values()];
+    state.held.clear();
+    unacked -= revoked.length;
+    for (const controller of revoked) controller.abort();
     notify();
   };
 
