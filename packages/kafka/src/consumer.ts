@@ -59,12 +59,11 @@ export async function joinGroup(
     { window: AckWindow<number>; held: Map<number, AbortController>; released: Set<number> }
   >();
   let unacked = 0;
-  /** Partition batches waiting for read-ahead room: every one is woken when room may have come (up to 4 wait). */
-  const waiting = new Set<() => void>();
+  let wake: (() => void) | undefined;
   const notify = () => {
-    const woken = [...waiting];
-    waiting.clear();
-    for (const wake of woken) wake();
+    const w = wake;
+    wake = undefined;
+    w?.();
   };
   let stopped = false;
 
@@ -152,14 +151,8 @@ export async function joinGroup(
       }
       while (unacked >= readAhead && isRunning() && !isStale() && !stopped) {
         await new Promise<void>((resolve) => {
-          const timer = setTimeout(done, Math.min(1_000, settings.heartbeatIntervalMs));
-          timer.unref();
-          function done() {
-            clearTimeout(timer);
-            waiting.delete(done);
-            resolve();
-          }
-          waiting.add(done);
+          wake = resolve;
+          setTimeout(resolve, Math.min(1_000, settings.heartbeatIntervalMs)).unref();
         });
         // Long handlers: the member stays in its group while core holds what it read.
         await heartbeat();
