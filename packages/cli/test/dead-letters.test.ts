@@ -8,7 +8,16 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { type Broker, createBroker } from '@parley/core';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { cleanUpAmqp, pikaSection, run, tempDir, unique, wireLines, writeEndpoints } from './support.js';
+import {
+  cleanUpAmqp,
+  deadLetterAll,
+  pikaSection,
+  run,
+  tempDir,
+  unique,
+  wireLines,
+  writeEndpoints,
+} from './support.js';
 
 /** The dead letters these tests make on purpose are not warnings worth printing. */
 const quiet = { onWarning: () => {} };
@@ -19,28 +28,11 @@ beforeEach(async () => {
 });
 afterEach(() => remove());
 
-/** Publishes the moodbot conversation and dead-letters every event of `group` (its handler always throws). */
-async function deadLetterAll(broker: Broker, group: string, count: number): Promise<void> {
-  let failed = 0;
-  let allFailed!: () => void;
-  const done = new Promise<void>((resolve) => (allFailed = resolve));
-  const subscription = broker.subscribe(
-    () => {
-      throw new Error('the analytics database is down');
-    },
-    {
-      group,
-      maxAttempts: 2,
-      backoff: { initialMs: 1, maxMs: 1 },
-      onDeadLetter: () => (++failed === count ? allFailed() : undefined),
-    },
-  );
-  await subscription.ready;
+/** Publishes the first `count` events of the moodbot conversation. */
+async function publishMoodbot(broker: Broker, count: number): Promise<void> {
   const lines = wireLines('tracker_moodbot.jsonl').slice(0, count);
   const results = await broker.publishMany(lines.map((line) => JSON.parse(line)));
   expect(results.every((r) => r.ok)).toBe(true);
-  await done;
-  await subscription.close();
 }
 
 /** Consumes `count` events of a group, then closes. */
@@ -67,7 +59,7 @@ describe('parley dead-letters, file broker', () => {
       path: join(dir, 'events.log'),
     });
     const broker = await createBroker(endpoints, quiet);
-    await deadLetterAll(broker, 'analytics', 3);
+    await deadLetterAll(broker, 3, { group: 'analytics' }, () => publishMoodbot(broker, 3));
     await broker.close();
 
     const list = await run(['dead-letters', 'list', '--group', 'analytics'], dir);
@@ -143,7 +135,7 @@ describe('parley dead-letters, RabbitMQ', () => {
     const endpoints = await writeEndpoints(join(dir, 'endpoints.yml'), pikaSection(prefix));
     const group = `${prefix}-q`;
     const broker = await createBroker(endpoints, quiet);
-    await deadLetterAll(broker, group, 4);
+    await deadLetterAll(broker, 4, { group }, () => publishMoodbot(broker, 4));
     await broker.close();
 
     const list = await run(['dead-letters', 'list', '--group', group], dir);

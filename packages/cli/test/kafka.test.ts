@@ -13,6 +13,7 @@ import {
   type Bridged,
   bridgeThroughCut,
   cleanUpAmqp,
+  deadLetterAll,
   expectAllInOrder,
   FIXTURES,
   type KafkaCluster,
@@ -112,28 +113,6 @@ describe('parley tail, Kafka', () => {
   });
 });
 
-/** Dead-letters every one of the `count` events on the topic for `group` (its handler always throws). */
-async function deadLetterAll(broker: Broker, group: string, count: number): Promise<void> {
-  let failed = 0;
-  let allFailed!: () => void;
-  const done = new Promise<void>((resolve) => (allFailed = resolve));
-  const subscription = broker.subscribe(
-    () => {
-      throw new Error('the analytics database is down');
-    },
-    {
-      group,
-      from: 'beginning',
-      maxAttempts: 2,
-      backoff: { initialMs: 1, maxMs: 1 },
-      onDeadLetter: () => (++failed === count ? allFailed() : undefined),
-    },
-  );
-  await subscription.ready;
-  await done;
-  await subscription.close();
-}
-
 /** What `group` handles within `ms`, or until it has `count` events. */
 async function consume(broker: Broker, group: string, count: number, ms: number): Promise<string[]> {
   const seen: string[] = [];
@@ -161,7 +140,7 @@ describe('parley dead-letters, Kafka', () => {
     try {
       // Another group handles every event, and has nothing left to handle.
       expect(await consume(broker, 'billing', 7, 30_000)).toHaveLength(7);
-      await deadLetterAll(broker, 'analytics', 7);
+      await deadLetterAll(broker, 7, { group: 'analytics', from: 'beginning' });
 
       const list = await run(['dead-letters', 'list', '--group', 'analytics'], dir);
       expect(list.code).toBe(0);

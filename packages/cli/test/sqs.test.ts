@@ -14,6 +14,7 @@ import {
   bridgeEventLines,
   bridgeThroughCut,
   cleanUpAmqp,
+  deadLetterAll,
   FIXTURES,
   run,
   tempDir,
@@ -136,31 +137,14 @@ describe('parley publish and check, SQS', () => {
     await writeEndpoints(join(dir, 'endpoints.yml'), section);
     const broker = await createBroker(section, { onWarning: () => {} });
     try {
-      let failed = 0;
-      let allFailed!: () => void;
-      const done = new Promise<void>((resolve) => (allFailed = resolve));
-      const failing = broker.subscribe(
-        () => {
-          throw new Error('the analytics database is down');
-        },
-        {
-          maxAttempts: 2,
-          backoff: { initialMs: 1, maxMs: 1 },
-          onDeadLetter: () => {
-            failed += 1;
-            if (failed === 3) allFailed();
-          },
-        },
-      );
-      await failing.ready;
-      await writeFile(
-        join(dir, 'three.jsonl'),
-        `${wireLines('tracker_moodbot.jsonl').slice(0, 3).join('\n')}\n`,
-      );
-      const published = await run(['publish', 'three.jsonl'], dir, AWS_ENV);
-      expect(published.code, published.stderr).toBe(0);
-      await done;
-      await failing.close();
+      await deadLetterAll(broker, 3, {}, async () => {
+        await writeFile(
+          join(dir, 'three.jsonl'),
+          `${wireLines('tracker_moodbot.jsonl').slice(0, 3).join('\n')}\n`,
+        );
+        const published = await run(['publish', 'three.jsonl'], dir, AWS_ENV);
+        expect(published.code, published.stderr).toBe(0);
+      });
 
       const list = await run(['dead-letters', 'list'], dir, AWS_ENV);
       expect(list.code, list.stderr).toBe(0);

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startFaultProxy } from '@parley/conformance';
+import type { Broker } from '@parley/core';
 import { connect } from 'amqplib';
 import { expect } from 'vitest';
 
@@ -345,4 +346,38 @@ export function expectAllInOrder(events: readonly Bridged[]): void {
     for (const e of events) if (e.sender_id === sender && !firsts.includes(e.value)) firsts.push(e.value);
     expect(firsts, `the events of ${sender}`).toEqual(Array.from({ length: PER_SENDER }, (_, i) => i));
   }
+}
+
+/**
+ * Subscribes `group` with a handler that always fails ("the analytics database is down", 2 attempts), runs `feed`
+ * once it is ready (whatever puts the events on the broker, when they are not there yet), and resolves once `count`
+ * events were dead-lettered, the subscription closed.
+ */
+export async function deadLetterAll(
+  broker: Broker,
+  count: number,
+  options: { readonly group?: string; readonly from?: 'beginning' } = {},
+  feed: () => Promise<void> = async () => {},
+): Promise<void> {
+  let failed = 0;
+  let allFailed!: () => void;
+  const done = new Promise<void>((resolve) => (allFailed = resolve));
+  const subscription = broker.subscribe(
+    () => {
+      throw new Error('the analytics database is down');
+    },
+    {
+      ...options,
+      maxAttempts: 2,
+      backoff: { initialMs: 1, maxMs: 1 },
+      onDeadLetter: () => {
+        failed += 1;
+        if (failed === count) allFailed();
+      },
+    },
+  );
+  await subscription.ready;
+  await feed();
+  await done;
+  await subscription.close();
 }
