@@ -33,6 +33,8 @@ import { SubscriptionImpl } from './subscription.js';
 const DEFAULT_CLOSE_TIMEOUT_MS = 30_000;
 const DEFAULT_BUFFER_BYTES = 64 * 1024 * 1024;
 const DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024;
+/** Shared by every message published without headers (most of them): one object, not one per event. */
+const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
 
 /** Builds a `Broker` around an adapter's driver. Connecting starts with the first publish, subscribe or ready(). */
 export function defineBroker<Client>(
@@ -80,7 +82,7 @@ export function defineBroker<Client>(
       body,
       senderId: envelope.sender_id,
       eventName: envelope.event,
-      headers: publishOptions?.headers ?? {},
+      headers: publishOptions?.headers ?? NO_HEADERS,
     };
   };
 

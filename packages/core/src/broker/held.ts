@@ -10,8 +10,15 @@ export interface Held {
   /** Which consumer (of this subscription) delivered it: a resumed consumer's deliveries replace older ones. */
   readonly consumer: number;
   envelope?: EventEnvelope<AnyEvent>;
-  /** Aborted when the broker takes it back (revoked, lease lost) or the subscription closes. */
-  readonly abort: AbortController;
+  /** Why the broker took it back (revoked, lease lost), once it did. */
+  revokedBy?: Error;
+  /**
+   * The handler's signal: made only when a handler (or a retry's backoff) asks for it, since most handlers never
+   * do and an `AbortSignal.any` per delivery cost a tenth of consuming.
+   */
+  signal?: AbortSignal;
+  /** Aborts `signal` when the broker takes the delivery back. */
+  revoke?: AbortController;
   renewal?: NodeJS.Timeout;
   /** Removes the listener on the broker's revocation signal (often one signal shared by a channel's deliveries). */
   unlisten?: () => void;
@@ -22,7 +29,24 @@ export interface Held {
 const RENEW_FRACTION = 1 / 3;
 
 export function held(delivery: Delivery, consumer: number): Held {
-  return { delivery, consumer, abort: new AbortController(), settled: false };
+  return { delivery, consumer, settled: false };
+}
+
+/** The handler's signal: aborted when the subscription closes (`closing`) or the broker takes the delivery back. */
+export function signalOf(held: Held, closing: AbortSignal): AbortSignal {
+  if (held.signal === undefined) {
+    const revoke = new AbortController();
+    if (held.revokedBy !== undefined) revoke.abort(held.revokedBy);
+    held.revoke = revoke;
+    held.signal = AbortSignal.any([closing, revoke.signal]);
+  }
+  return held.signal;
+}
+
+/** Marks it taken back by the broker, and aborts its handler's signal if one was asked for. */
+export function revokeHeld(held: Held, reason: Error): void {
+  held.revokedBy = reason;
+  held.revoke?.abort(reason);
 }
 
 /**

@@ -13,12 +13,15 @@ import { BrokerClosedError, BufferFullError, ParleyError, PublishError } from '.
 import { backoffDelay, sleep } from './backoff.js';
 import type { BackoffOptions, BrokerDriver, OutgoingMessage, SendOutcome } from './contract.js';
 
-interface Entry {
-  /** Publish order: failed entries go back in this order. */
-  readonly seq: number;
-  readonly message: OutgoingMessage;
-  readonly resolve: () => void;
-  readonly reject: (error: Error) => void;
+/** One publish waiting for its outcome. A plain class, not closures: ten thousand may wait at once. */
+class Entry {
+  constructor(
+    /** Publish order: failed entries go back in this order. */
+    readonly seq: number,
+    readonly message: OutgoingMessage,
+    readonly resolve: () => void,
+    readonly reject: (error: Error) => void,
+  ) {}
 }
 
 export interface PublisherOptions {
@@ -111,23 +114,8 @@ export class Publisher {
     return new Promise<void>((resolve, reject) => {
       this.#pending++;
       this.#bytes += size;
-      const done = () => {
-        this.#pending--;
-        this.#bytes -= size;
-      };
       this.#queued(message.senderId, 1);
-      this.#queue.push({
-        seq: this.#seq++,
-        message,
-        resolve: () => {
-          done();
-          resolve();
-        },
-        reject: (error) => {
-          done();
-          reject(error);
-        },
-      });
+      this.#queue.push(new Entry(this.#seq++, message, resolve, reject));
       this.#blocked = false; // its sender may be free
       this.#wake(); // a pump waiting for confirms may send this one right away
       if (!this.#pumping) {
@@ -162,7 +150,8 @@ export class Publisher {
     this.#retry = [];
     this.#inFlight.clear();
     for (const entry of left) {
-      entry.reject(
+      this.#reject(
+        entry,
         new PublishError(
           this.#driver.name,
           `not delivered: ${why} (${left.length} events unsent after ${timeoutMs} ms)`,
@@ -177,7 +166,7 @@ export class Publisher {
   failWaiting(error: Error): void {
     const waiting = [...this.#retry.splice(0), ...this.#queue.splice(0)];
     this.#queuedBySender.clear();
-    for (const entry of waiting) entry.reject(error);
+    for (const entry of waiting) this.#reject(entry, error);
     this.#settleIdle();
   }
 
@@ -322,18 +311,19 @@ export class Publisher {
         { scope: this.#driver.name },
       );
       this.#options.warn(error.message);
-      for (const entry of batch) entry.reject(error);
+      for (const entry of batch) this.#reject(entry, error);
       this.#wake();
       return;
     }
     batch.forEach((entry, i) => {
       const outcome = outcomes[i]!;
-      if (outcome.ok) entry.resolve();
+      if (outcome.ok) this.#resolve(entry);
       else if (outcome.retryable && !this.#abort.signal.aborted) {
         this.#retry.push(entry);
         this.#lastError = outcome.error;
       } else {
-        entry.reject(
+        this.#reject(
+          entry,
           outcome.error instanceof PublishError
             ? outcome.error
             : new PublishError(this.#driver.name, `publish refused: ${messageOf(outcome.error)}`, {
@@ -344,6 +334,18 @@ export class Publisher {
       }
     });
     this.#wake();
+  }
+
+  #resolve(entry: Entry): void {
+    this.#pending--;
+    this.#bytes -= entry.message.body.byteLength;
+    entry.resolve();
+  }
+
+  #reject(entry: Entry, error: Error): void {
+    this.#pending--;
+    this.#bytes -= entry.message.body.byteLength;
+    entry.reject(error);
   }
 
   #roundWaiter: (() => void) | undefined;

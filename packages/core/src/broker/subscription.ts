@@ -27,7 +27,7 @@ import type {
   SubscriptionStats,
 } from './contract.js';
 import { DeadLettering } from './dead-lettering.js';
-import { type Held, held as holding, startHolding, stopHolding } from './held.js';
+import { type Held, held as holding, revokeHeld, signalOf, startHolding, stopHolding } from './held.js';
 import type { Log } from './log.js';
 import { SenderLock } from './sender-lock.js';
 import { type EventStreamState, endStream, offerToStream, streamIterator } from './stream.js';
@@ -380,7 +380,7 @@ export class SubscriptionImpl implements EventStream {
     if (!this.#unhold(held)) return;
     this.#stats.revoked++;
     // Waiting ones leave their queue lazily: #dispatch skips settled ones, and their sender's next may start.
-    held.abort.abort(new ParleyError('the broker took this delivery back', 'DELIVERY_REVOKED'));
+    revokeHeld(held, new ParleyError('the broker took this delivery back', 'DELIVERY_REVOKED'));
   }
 
   async #release(held: Held, options?: ReleaseOptions): Promise<void> {
@@ -408,7 +408,6 @@ export class SubscriptionImpl implements EventStream {
   async #run(held: Held): Promise<void> {
     const { delivery } = held;
     const envelope = held.envelope!;
-    const signal = AbortSignal.any([this.#closing.signal, held.abort.signal]);
     let lastError: unknown;
     let attempt = this.#firstAttempt(delivery);
     if (attempt > this.#maxAttempts) {
@@ -427,15 +426,7 @@ export class SubscriptionImpl implements EventStream {
           await this.#release(held);
           return;
         }
-        const context: DeliveryContext = {
-          id: delivery.id,
-          attempt,
-          redelivered: delivery.redelivered,
-          headers: delivery.headers,
-          body: delivery.body,
-          group: this.#group,
-          signal,
-        };
+        const context = new HandlerContext(held, attempt, this.#group, this.#closing.signal);
         try {
           await this.#handle(envelope, context);
           await this.#ack(held);
@@ -463,7 +454,7 @@ export class SubscriptionImpl implements EventStream {
               await this.#release(held, { delayMs: delay });
               return;
             }
-            await sleep(delay, signal);
+            await sleep(delay, signalOf(held, this.#closing.signal));
           }
         }
       }
@@ -518,5 +509,34 @@ export class SubscriptionImpl implements EventStream {
       closing: this.#closing.signal,
       close: () => this.close(),
     });
+  }
+}
+
+/** What a handler is told about its delivery; the signal is made only if the handler reads it. */
+class HandlerContext implements DeliveryContext {
+  readonly #held: Held;
+  readonly #closing: AbortSignal;
+  readonly id: string;
+  readonly redelivered: boolean;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: Uint8Array;
+
+  constructor(
+    held: Held,
+    readonly attempt: number,
+    readonly group: string,
+    closing: AbortSignal,
+  ) {
+    const { delivery } = held;
+    this.#held = held;
+    this.#closing = closing;
+    this.id = delivery.id;
+    this.redelivered = delivery.redelivered;
+    this.headers = delivery.headers;
+    this.body = delivery.body;
+  }
+
+  get signal(): AbortSignal {
+    return signalOf(this.#held, this.#closing);
   }
 }
