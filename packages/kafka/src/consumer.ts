@@ -59,11 +59,12 @@ export async function joinGroup(
     { window: AckWindow<number>; held: Map<number, AbortController>; released: Set<number> }
   >();
   let unacked = 0;
-  let wake: (() => void) | undefined;
+  /** Partition batches waiting for read-ahead room: every one is woken when room may have come (up to 4 wait). */
+  const waiting = new Set<() => void>();
   const notify = () => {
-    const w = wake;
-    wake = undefined;
-    w?.();
+    const woken = [...waiting];
+    waiting.clear();
+    for (const wake of woken) wake();
   };
   let stopped = false;
 
@@ -107,13 +108,14 @@ export async function joinGroup(
     start = undefined;
     if (from) {
       // A new group: start at the ends read before joining, and commit them (unless ephemeral), so that the group
-      // exists from now.
-      const offsets = [...assigned].flatMap((partition) => {
+      // exists from now. Every partition's, not only this member's: one held meanwhile by a member that never reads
+      // it (a join that failed halfway stays a member until its session times out) would otherwise start, once it
+      // moves here, wherever kafkajs puts a partition without a commit (its end), past what was published meanwhile.
+      for (const partition of assigned) {
         const offset = from.get(partition);
-        return offset === undefined ? [] : [{ topic, partition, offset }];
-      });
-      for (const o of offsets) consumer.seek(o);
-      startOffsets = offsets;
+        if (offset !== undefined) consumer.seek({ topic, partition, offset });
+      }
+      startOffsets = [...from].map(([partition, offset]) => ({ topic, partition, offset }));
     }
   });
   let running = false;
@@ -151,8 +153,14 @@ export async function joinGroup(
       }
       while (unacked >= readAhead && isRunning() && !isStale() && !stopped) {
         await new Promise<void>((resolve) => {
-          wake = resolve;
-          setTimeout(resolve, Math.min(1_000, settings.heartbeatIntervalMs)).unref();
+          const timer = setTimeout(done, Math.min(1_000, settings.heartbeatIntervalMs));
+          timer.unref();
+          function done() {
+            clearTimeout(timer);
+            waiting.delete(done);
+            resolve();
+          }
+          waiting.add(done);
         });
         // Long handlers: the member stays in its group while core holds what it read.
         await heartbeat();
@@ -213,7 +221,7 @@ export async function joinGroup(
     await joined;
     running = true;
     // Only once the runner runs: kafkajs drops a commit made before (as in the join's own event).
-    if (startOffsets.length > 0 && !ephemeral) await consumer.commitOffsets(startOffsets).catch(() => {});
+    if (startOffsets.length > 0 && !ephemeral) await commitStart(consumer, startOffsets, () => stopped);
   } catch (error) {
     await consumer.disconnect().catch(() => {});
     throw new ConnectionError(SCOPE, `cannot join group ${group}: ${messageOf(error)}`, { cause: error });
@@ -245,6 +253,26 @@ export async function joinGroup(
  * `latest` lazily): the topic's ends, read before joining, are where such a group starts (see consume). A group
  * that has committed offsets keeps them. Undefined: nothing to do (or the broker cannot say).
  */
+/**
+ * Commits a new group's start. A rebalance right after the join (members of a new group join one after another)
+ * refuses a commit of the old generation: tried again, a few times, since without it the partitions of a member that
+ * never read them would start at their end.
+ */
+async function commitStart(
+  consumer: Consumer,
+  offsets: { topic: string; partition: number; offset: string }[],
+  stopped: () => boolean,
+): Promise<void> {
+  for (let attempt = 1; attempt <= 5 && !stopped(); attempt++) {
+    try {
+      await consumer.commitOffsets(offsets);
+      return;
+    } catch {
+      await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
+    }
+  }
+}
+
 async function latestStart(
   k: Kafka,
   topic: string,

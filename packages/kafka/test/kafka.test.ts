@@ -291,6 +291,42 @@ describe('consumer group', () => {
     expect(later.sort()).toEqual(['hello 20', 'hello 21', 'hello 22', 'hello 23', 'hello 24']);
   });
 
+  it('a new group loses nothing of the partitions a member that never reads them held first', async () => {
+    const topic = fresh('idle-member');
+    const group = fresh('g');
+    const publisher = make(topic, { partition_by_sender: true });
+    await publisher.ready();
+    await publisher.publish(event(-1, `${run}-warm`)); // the topic exists (auto-created) before anyone joins
+    // A member that joins and reads nothing: what a join that failed halfway leaves until its session times out.
+    const idle = rawKafka(cluster).consumer({
+      groupId: group,
+      sessionTimeout: 6_000,
+      heartbeatInterval: 500,
+    });
+    const idleJoined = new Promise<void>((resolve) => idle.on(idle.events.GROUP_JOIN, () => resolve()));
+    await idle.connect();
+    await idle.subscribe({ topic });
+    await idle.run({ eachMessage: async () => {} });
+    await idleJoined;
+    idle.pause([{ topic }]);
+    const seen = new Set<string>();
+    const sub = make(topic).subscribe(
+      (e) => {
+        seen.add((e as { text?: string }).text ?? '');
+      },
+      { group, ordering: 'none' },
+    );
+    await sub.ready;
+    // Keyed over every partition: the idle member holds some of them.
+    const total = 40;
+    for (let i = 0; i < total; i++) await publisher.publish(event(i, `${run}-idle${i % 8}`));
+    await waitFor(() => seen.size > 0, 'events of the partitions the subscription was given');
+    expect(seen.size, 'the idle member held some partitions').toBeLessThan(total);
+    await idle.disconnect(); // its partitions move to the subscription
+    await waitFor(() => seen.size >= total, `${total} events (${seen.size} so far)`, 60_000);
+    await sub.close();
+  }, 90_000);
+
   it('an ephemeral group (parley tail) reads everything and commits nothing, from the beginning or the end', async () => {
     const topic = fresh('ephemeral');
     const broker = make(topic, { partition_by_sender: true });
