@@ -169,7 +169,7 @@ export async function run(options = {}) {
  * KAFKA_URL, or librdkafka's mock cluster as the tests start it: `kcat -P` stays alive while its stdin is open and
  * logs the mock's bootstrap servers (random ports); closing stdin ends it.
  */
-async function startCluster() {
+export async function startCluster() {
   if (process.env.KAFKA_URL) return { url: process.env.KAFKA_URL, mock: false, stop: async () => {} };
   const kcat = spawnSync('sh', ['-c', 'command -v kcat'], { encoding: 'utf8' }).stdout.trim();
   if (kcat === '')

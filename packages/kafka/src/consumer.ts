@@ -53,15 +53,19 @@ export async function joinGroup(
     retry: { retries: 3, restartOnFailure: async () => false },
   });
 
-  /** Per partition: the window of held offsets, and the abort controller of each held delivery. */
+  /**
+   * Per partition: the window of held offsets, the held ones, and the signal that tells them all the partition was
+   * revoked (one for the partition, not one per delivery).
+   */
   const partitions = new Map<
     number,
-    { window: AckWindow<number>; held: Map<number, AbortController>; released: Set<number> }
+    { window: AckWindow<number>; held: Set<number>; released: Set<number>; revoked: AbortController }
   >();
   let unacked = 0;
   /** Partition batches waiting for read-ahead room: every one is woken when room may have come (up to 4 wait). */
   const waiting = new Set<() => void>();
   const notify = () => {
+    if (waiting.size === 0) return;
     const woken = [...waiting];
     waiting.clear();
     for (const wake of woken) wake();
@@ -94,10 +98,9 @@ export async function joinGroup(
     partitions.delete(partition);
     // Forgotten before they are told: an ack or release of a revoked delivery then settles nothing, and read-ahead
     // room is counted once (it was counted again when core released a revoked delivery later).
-    const revoked = [...state.held.values()];
+    unacked -= state.held.size;
     state.held.clear();
-    unacked -= revoked.length;
-    for (const controller of revoked) controller.abort();
+    state.revoked.abort();
     notify();
   };
 
@@ -134,7 +137,12 @@ export async function joinGroup(
       const offset = Number(message.offset);
       let state = partitions.get(partition);
       if (!state) {
-        state = { window: new AckWindow<number>(offset), held: new Map(), released: new Set() };
+        state = {
+          window: new AckWindow<number>(offset),
+          held: new Set(),
+          released: new Set(),
+          revoked: new AbortController(),
+        };
         partitions.set(partition, state);
       }
       // A partition kept through a rebalance is fetched again from its committed offset, and a release seeks
@@ -168,8 +176,7 @@ export async function joinGroup(
       if (!isRunning() || isStale() || stopped || partitions.get(partition) !== state) return;
       if (again) state.released.delete(offset);
       else state.window.add(offset, offset + 1);
-      const controller = new AbortController();
-      state.held.set(offset, controller);
+      state.held.add(offset);
       unacked++;
       const own = state;
       const settle = (): boolean => {
@@ -185,7 +192,7 @@ export async function joinGroup(
         headers: headersOf(message.headers),
         ...(key === undefined || key === '' ? {} : { senderId: key }),
         redelivered: again,
-        revoked: controller.signal,
+        revoked: own.revoked.signal,
         ack: async () => {
           if (!settle()) return;
           if (own.window.ack(offset) && partitions.get(partition) === own) await commit(partition);

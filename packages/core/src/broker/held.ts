@@ -20,8 +20,6 @@ export interface Held {
   /** Aborts `signal` when the broker takes the delivery back. */
   revoke?: AbortController;
   renewal?: NodeJS.Timeout;
-  /** Removes the listener on the broker's revocation signal (often one signal shared by a channel's deliveries). */
-  unlisten?: () => void;
   settled: boolean;
 }
 
@@ -50,40 +48,69 @@ export function revokeHeld(held: Held, reason: Error): void {
 }
 
 /**
- * Starts holding: wires the broker's revocation signal, and renews the lease every third of it. `lost` is called
- * (once at most, while held) when the broker took it back or a renewal failed, with the renewal's error.
+ * What a subscription holds, with one listener per revocation signal however many deliveries share it (a channel's,
+ * a partition's): a listener per delivery made every add and remove walk the signal's list of listeners.
  */
-export function startHolding(held: Held, lost: (error?: unknown) => void): void {
-  const { revoked, lease } = held.delivery;
-  if (revoked) {
-    if (revoked.aborted) queueMicrotask(() => lost());
-    else {
-      // Removed once settled: a channel's deliveries may share one signal, which would otherwise keep a listener
-      // (and its delivery) for every message the channel ever delivered.
-      const onRevoked = () => lost();
-      revoked.addEventListener('abort', onRevoked, { once: true });
-      held.unlisten = () => revoked.removeEventListener('abort', onRevoked);
+export class Holding {
+  readonly #watched = new Map<AbortSignal, { readonly held: Set<Held>; readonly onAbort: () => void }>();
+  readonly #lost: (held: Held, error?: unknown) => void;
+
+  /** `lost` is called (once at most, while held) when the broker took one back or a renewal failed. */
+  constructor(lost: (held: Held, error?: unknown) => void) {
+    this.#lost = lost;
+  }
+
+  /** Starts holding: watches the broker's revocation signal, and renews the lease every third of it. */
+  start(held: Held): void {
+    const { revoked, lease } = held.delivery;
+    if (revoked) {
+      if (revoked.aborted) queueMicrotask(() => this.#lost(held));
+      else this.#watch(revoked, held);
+    }
+    if (lease) {
+      const every = Math.max(10, Math.floor(lease.durationMs * RENEW_FRACTION));
+      const renew = (): void => {
+        held.renewal = setTimeout(() => {
+          if (held.settled) return;
+          // A failed renewal: the broker may hand it to a peer now, so stop as if it was taken back.
+          lease.renew().then(renew, (error) => this.#lost(held, error));
+        }, every);
+        held.renewal.unref(); // the handler keeps the process alive, not its lease
+      };
+      renew();
     }
   }
-  if (lease) {
-    const every = Math.max(10, Math.floor(lease.durationMs * RENEW_FRACTION));
-    const renew = (): void => {
-      held.renewal = setTimeout(() => {
-        if (held.settled) return;
-        // A failed renewal: the broker may hand it to a peer now, so stop as if it was taken back.
-        lease.renew().then(renew, lost);
-      }, every);
-      held.renewal.unref(); // the handler keeps the process alive, not its lease
-    };
-    renew();
-  }
-}
 
-/** Stops holding (no more renewals). Returns false when it had stopped already (revoked meanwhile, say). */
-export function stopHolding(held: Held): boolean {
-  if (held.settled) return false;
-  held.settled = true;
-  clearTimeout(held.renewal);
-  held.unlisten?.();
-  return true;
+  /** Stops holding (no more renewals). Returns false when it had stopped already (revoked meanwhile, say). */
+  stop(held: Held): boolean {
+    if (held.settled) return false;
+    held.settled = true;
+    clearTimeout(held.renewal);
+    const { revoked } = held.delivery;
+    if (revoked) this.#unwatch(revoked, held);
+    return true;
+  }
+
+  #watch(signal: AbortSignal, held: Held): void {
+    let watched = this.#watched.get(signal);
+    if (watched === undefined) {
+      const set = new Set<Held>();
+      const onAbort = (): void => {
+        this.#watched.delete(signal);
+        for (const each of [...set]) this.#lost(each);
+      };
+      watched = { held: set, onAbort };
+      this.#watched.set(signal, watched);
+      signal.addEventListener('abort', onAbort, { once: true });
+    }
+    watched.held.add(held);
+  }
+
+  /** Removed once none is held: a channel's signal would otherwise keep every delivery it ever made. */
+  #unwatch(signal: AbortSignal, held: Held): void {
+    const watched = this.#watched.get(signal);
+    if (watched === undefined || !watched.held.delete(held) || watched.held.size > 0) return;
+    this.#watched.delete(signal);
+    signal.removeEventListener('abort', watched.onAbort);
+  }
 }

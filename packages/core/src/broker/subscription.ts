@@ -27,7 +27,7 @@ import type {
   SubscriptionStats,
 } from './contract.js';
 import { DeadLettering } from './dead-lettering.js';
-import { type Held, held as holding, revokeHeld, signalOf, startHolding, stopHolding } from './held.js';
+import { type Held, Holding, held as holding, revokeHeld, signalOf } from './held.js';
 import type { Log } from './log.js';
 import { SenderLock } from './sender-lock.js';
 import { type EventStreamState, endStream, offerToStream, streamIterator } from './stream.js';
@@ -89,6 +89,11 @@ export class SubscriptionImpl implements EventStream {
   /** Per sender: one holder, the others waiting behind it. */
   readonly #senders = new SenderLock<Held>();
   readonly #held = new Set<Held>();
+  /** Leases renewed and revocations watched, for what is held. */
+  readonly #holding = new Holding((held, error) => {
+    if (error !== undefined) this.#report(error);
+    this.#revoke(held);
+  });
   #running = 0;
   /** Work in flight that close() waits for: handlers and dead-lettering. */
   #busy = 0;
@@ -362,15 +367,12 @@ export class SubscriptionImpl implements EventStream {
   /** Starts holding: lease renewal, and the revocation signal wired to the handler's. */
   #hold(held: Held): void {
     this.#held.add(held);
-    startHolding(held, (error) => {
-      if (error !== undefined) this.#report(error);
-      this.#revoke(held);
-    });
+    this.#holding.start(held);
   }
 
   /** Stops holding. Returns false when it was already settled (revoked meanwhile, say). */
   #unhold(held: Held): boolean {
-    if (!stopHolding(held)) return false;
+    if (!this.#holding.stop(held)) return false;
     this.#held.delete(held);
     return true;
   }
@@ -429,7 +431,9 @@ export class SubscriptionImpl implements EventStream {
         const context = new HandlerContext(held, attempt, this.#group, this.#closing.signal);
         try {
           await this.#handle(envelope, context);
-          await this.#ack(held);
+          // The handler's slot is free for the next one while the broker confirms (a commit or a delete can take a
+          // round trip); close() still waits for the acknowledgement.
+          this.#track(this.#ack(held));
           return;
         } catch (error) {
           lastError = error;
