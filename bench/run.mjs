@@ -2,7 +2,10 @@
 //   pnpm bench                    all of them
 //   pnpm bench -- codec amqp      only those (codec, embedded, amqp, kafka, redis, sqs)
 //   pnpm bench -- --quick         a smoke run (rough figures)
-//   pnpm bench -- codec --readme  also write the codec table into the READMEs (between their codec-bench markers)
+//   pnpm bench -- codec --readme  also write each bench's output into the READMEs that show it (between their
+//                                 bench markers): the codec table into the root and core READMEs, the embedded
+//                                 brokers' output into the root README, each adapter's
+//                                 printed output into its package's README, and a summary of the ratios into the root
 //   pnpm bench -- codec --wall    time the codec by the wall clock, not by the process's CPU time
 //   pnpm bench -- codec --thread  time it by the main thread's CPU time (Linux)
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -33,30 +36,87 @@ if (wants('codec')) {
   if (args.includes('--readme')) writeReadme(result.markdown);
 }
 if (wants('embedded') || wants('memory') || wants('file')) {
-  await embedded.run(quick ? { events: 2_000, runs: 1, seconds: 1 } : {});
+  const { output } = await capturing(() => embedded.run(quick ? { events: 2_000, runs: 1, seconds: 1 } : {}));
+  if (args.includes('--readme'))
+    writeBlock('../README.md', 'embedded-bench', `\`\`\`\n${output.join('\n').trim()}\n\`\`\``);
 }
-if (wants('amqp')) {
-  await (await import('./amqp.mjs')).run(
-    quick ? { events: 1_000, runs: 1, seconds: 1, pikaEvents: 500, pikaRuns: 1 } : {},
-  );
-}
-for (const name of ['kafka', 'redis', 'sqs']) {
+/** Per adapter: its ratios, for the root README's summary. */
+const summary = [];
+for (const name of ['amqp', 'kafka', 'redis', 'sqs']) {
   if (!wants(name)) continue;
-  await (await import(`./${name}.mjs`)).run(quick ? { events: 1_000, runs: 1, seconds: 1 } : {});
+  const options =
+    name === 'amqp'
+      ? { events: 1_000, runs: 1, seconds: 1, pikaEvents: 500, pikaRuns: 1 }
+      : { events: 1_000, runs: 1, seconds: 1 };
+  const { result, output } = await capturing(async () =>
+    (await import(`./${name}.mjs`)).run(quick ? options : {}),
+  );
+  if (result) summary.push({ name, target: name === 'amqp' ? 0.95 : 0.9, result });
+  if (args.includes('--readme') && result) {
+    writeBlock(`../packages/${name}/README.md`, 'bench', `\`\`\`\n${output.join('\n').trim()}\n\`\`\``);
+  }
+}
+if (args.includes('--readme') && summary.length > 0)
+  writeBlock('../README.md', 'adapters-bench', summaryTable());
+
+/** Runs `fn`, printing as usual and keeping what it printed. */
+async function capturing(fn) {
+  const output = [];
+  const log = console.log;
+  console.log = (...parts) => {
+    output.push(parts.join(' '));
+    log(...parts);
+  };
+  try {
+    return { result: await fn(), output };
+  } finally {
+    console.log = log;
+  }
 }
 
-/** Replaces the codec table (between the codec-bench markers) in the READMEs that show it with this run's. */
+/** The adapters' ratios of this run, as a markdown table. */
+function summaryTable() {
+  const cell = (median, perRun, target) =>
+    median === undefined
+      ? 'n/a'
+      : `${median.toFixed(2)}× (runs ${Math.min(...perRun).toFixed(2)} – ${Math.max(...perRun).toFixed(2)}), ${
+          median >= target ? 'met' : 'not met'
+        }`;
+  const rows = summary.map(
+    ({ name, target, result }) =>
+      `| ${name} | ${cell(result.publishRatio, result.publishRatios, target)} | ${cell(
+        result.consumeRatio,
+        result.consumeRatios,
+        target,
+      )} | ≥ ${target}× |`,
+  );
+  return [
+    `Node ${process.version}; ratios of the medians of alternating runs of 10,000 events, each adapter beside its raw client in the same run (\`./pnpm bench -- --readme\` writes this table).`,
+    '',
+    '| adapter | publish | consume | target |',
+    '|---|---|---|---|',
+    ...rows,
+  ].join('\n');
+}
+
+/** Replaces the codec table in the READMEs that show it with this run's. */
 function writeReadme(markdown) {
-  for (const file of ['../README.md', '../packages/core/README.md']) {
-    const path = new URL(file, import.meta.url);
-    const readme = readFileSync(path, 'utf8');
-    const start = '<!-- codec-bench:start';
-    const end = '<!-- codec-bench:end -->';
-    const i = readme.indexOf(start);
-    const j = readme.indexOf(end);
-    if (i < 0 || j < i) throw new Error(`${file} has no ${start} … ${end} block`);
-    const opening = readme.slice(i, readme.indexOf('\n', i) + 1);
-    writeFileSync(path, `${readme.slice(0, i)}${opening}${markdown}\n${readme.slice(j)}`);
-    console.log(`${file.slice(3)}: codec table written`);
-  }
+  for (const file of ['../README.md', '../packages/core/README.md'])
+    writeBlock(file, 'codec-bench', markdown);
+}
+
+/**
+ * Replaces what stands between `<!-- <marker>:start … -->` and `<!-- <marker>:end -->` in a README with `text`.
+ */
+function writeBlock(file, marker, text) {
+  const path = new URL(file, import.meta.url);
+  const readme = readFileSync(path, 'utf8');
+  const start = `<!-- ${marker}:start`;
+  const end = `<!-- ${marker}:end -->`;
+  const i = readme.indexOf(start);
+  const j = readme.indexOf(end);
+  if (i < 0 || j < i) throw new Error(`${file} has no ${start} … ${end} block`);
+  const opening = readme.slice(i, readme.indexOf('\n', i) + 1);
+  writeFileSync(path, `${readme.slice(0, i)}${opening}${text}\n${readme.slice(j)}`);
+  console.log(`${file.slice(3)}: ${marker} written`);
 }
