@@ -173,7 +173,15 @@ export function amqpDriver(
     if (ephemeral) throwaway.add(deadQueue);
     const channel = await openChannel(model);
     // One signal for every delivery of the channel, each with its listener in core: no listener limit.
-    const state: ChannelState = { channel, open: true, error: undefined, revoked: new AbortController() };
+    const state: ChannelState = {
+      channel,
+      open: true,
+      error: undefined,
+      revoked: new AbortController(),
+      unsettled: new Set(),
+      acking: [],
+      flush: undefined,
+    };
     setMaxListeners(0, state.revoked.signal);
     let consuming = false; // and not stopped by core: only then is a closed channel news for core
     channel.on('error', (e: Error) => (state.error = e));
@@ -193,7 +201,10 @@ export function amqpDriver(
       await channel.assertQueue(deadQueue, ephemeral ? EPHEMERAL : QUEUE);
       deadQueues.add(deadQueue);
       ({ consumerTag } = await channel.consume(queue, (message) => {
-        if (message) return sink.deliver(toDelivery(state, message));
+        if (message) {
+          state.unsettled.add(message.fields.deliveryTag);
+          return sink.deliver(toDelivery(state, message));
+        }
         // RabbitMQ cancelled the consumer (its queue was deleted): a new consume declares it again.
         if (!consuming) return;
         consuming = false;
@@ -247,7 +258,9 @@ export function amqpDriver(
     destination: settings.exchange,
     defaultFormat: 'python',
     defaultGroup: settings.queues[0] ?? 'rasa_core_events',
-    limits: { maxMessageBytes: settings.maxMessageBytes },
+    // One confirm channel writes the batches in the order they were sent (a new channel only after the old one
+    // failed everything unconfirmed on it).
+    limits: { maxMessageBytes: settings.maxMessageBytes, orderedSends: true },
     client: {
       get connection() {
         return connection;
@@ -398,6 +411,51 @@ interface ChannelState {
   error: Error | undefined;
   /** Aborted when the channel closes: RabbitMQ takes back what it delivered on it. */
   readonly revoked: AbortController;
+  /** Delivery tags delivered and neither acked nor released yet, in delivery order (so the first is the lowest). */
+  readonly unsettled: Set<number>;
+  /** Acked since the last flush. */
+  acking: Message[];
+  /** The next flush of `acking`, once one is scheduled: every ack of this tick resolves or rejects with it. */
+  flush: Promise<void> | undefined;
+}
+
+/**
+ * Acks of one tick go out together: one `basic.ack` with `multiple` for those below every unsettled delivery, one
+ * each for the others. An ack per message was a socket write each, a fifth of consuming.
+ */
+function queueAck(state: ChannelState, message: Message): Promise<void> {
+  state.acking.push(message);
+  state.flush ??= new Promise<void>((resolve, reject) =>
+    setImmediate(() => {
+      const messages = state.acking;
+      state.acking = [];
+      state.flush = undefined;
+      const { channel, unsettled } = state;
+      for (const m of messages) unsettled.delete(m.fields.deliveryTag);
+      const lowest: number = unsettled.values().next().value ?? Number.POSITIVE_INFINITY;
+      let top: Message | undefined;
+      try {
+        if (!state.open) throw new Error('closed');
+        for (const m of messages) {
+          const tag = m.fields.deliveryTag;
+          if (tag >= lowest) channel.ack(m);
+          else if (top === undefined || tag > top.fields.deliveryTag) top = m;
+        }
+        if (top !== undefined) channel.ack(top, true);
+        resolve();
+      } catch {
+        // An ack written to a dead channel is void (closing under us too): RabbitMQ delivers them again.
+        const why = describe(state.error ?? 'its connection was lost');
+        reject(
+          new ConnectionError(
+            'amqp',
+            `not acknowledged: its channel closed (${why}); RabbitMQ delivers it again`,
+          ),
+        );
+      }
+    }),
+  );
+  return state.flush;
 }
 
 function toDelivery(state: ChannelState, message: Message): Delivery {
@@ -415,11 +473,7 @@ function toDelivery(state: ChannelState, message: Message): Delivery {
       if (settled) return;
       settled = true;
       // An ack written to a dead channel is void: RabbitMQ delivers the message again, so it does not count.
-      try {
-        if (state.open) return channel.ack(message);
-      } catch {
-        // closing under us: as void as a closed one
-      }
+      if (state.open) return queueAck(state, message);
       const why = describe(state.error ?? 'its connection was lost');
       throw new ConnectionError(
         'amqp',
@@ -429,6 +483,7 @@ function toDelivery(state: ChannelState, message: Message): Delivery {
     async release() {
       if (settled) return;
       settled = true;
+      state.unsettled.delete(message.fields.deliveryTag);
       try {
         if (state.open) channel.nack(message, false, true);
       } catch {

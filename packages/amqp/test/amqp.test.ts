@@ -8,7 +8,7 @@ import {
   slotSet,
   userUttered,
 } from '@parley/core';
-import { type ChannelModel, connect, type GetMessage } from 'amqplib';
+import { type ChannelModel, connect, type GetMessage, type Message } from 'amqplib';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { amqpBroker } from '../src/index.js';
 import { restartApp } from './own-node.js';
@@ -521,6 +521,37 @@ describe('deliveries', () => {
     expect(ids[1]![0]).toMatch(/^sha256:[0-9a-f]{32}$/);
     expect(ids[2]![0]).toBe(ids[1]![0]); // tried again in-process: the same message
     await tap.close();
+  });
+
+  it('are acknowledged together: one basic.ack covers a run of settled deliveries, and none is left unacked', async () => {
+    const { exchange, queue } = names();
+    const broker = track(amqpBroker({ url: AMQP_URL, exchange_name: exchange, queues: [queue], ...quiet }));
+    const total = 300;
+    for (let i = 0; i < total; i++) await broker.publish({ sender_id: `s${i % 10}`, ...slotSet('n', i) });
+    // amqplib's channels share one prototype: its ack is counted for the adapter's consumer channel too.
+    const probe = await rawChannel();
+    const prototype = Object.getPrototypeOf(probe) as { ack: (message: Message, allUpTo?: boolean) => void };
+    await probe.close();
+    const ack = prototype.ack;
+    const frames: boolean[] = []; // one per basic.ack sent, true when it covers every delivery up to its tag
+    prototype.ack = function (this: unknown, message: Message, allUpTo?: boolean) {
+      frames.push(allUpTo === true);
+      return ack.call(this, message, allUpTo);
+    };
+    try {
+      const done = collector(total);
+      const sub = broker.subscribe(done.handler, { concurrency: 32, ordering: 'none' });
+      await done.all;
+      await sub.close();
+    } finally {
+      prototype.ack = ack;
+    }
+    expect(frames.length, 'basic.ack frames for 300 deliveries').toBeLessThan(total / 2);
+    expect(frames.some((multiple) => multiple)).toBe(true);
+    // Closing requeues whatever is unacked: every delivery was acknowledged, so nothing is back.
+    const ch = await rawChannel();
+    expect((await ch.checkQueue(queue)).messageCount).toBe(0);
+    await ch.close();
   });
 
   it("declares ordering: 'consumer': two consumers of one queue may handle one sender at once", async () => {

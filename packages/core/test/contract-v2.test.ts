@@ -99,6 +99,54 @@ describe('publishing: order, limits, contract errors', () => {
     await broker.close();
   });
 
+  it('sends one sender\'s batches back to back when the driver declares ordered sends', async () => {
+    const inner = memoryDriver({ hub: new MemoryHub(), destination: uniq() });
+    let inFlight = 0;
+    let peak = 0;
+    const driver = {
+      ...wrap(inner, async (batch) => {
+        peak = Math.max(peak, ++inFlight);
+        await sleep(5);
+        inFlight--;
+        return inner.send(batch);
+      }),
+      limits: { ...inner.limits, orderedSends: true },
+    };
+    const broker = defineBroker(driver, { ...quiet, maxBatch: 10 });
+    await Promise.all(Array.from({ length: 400 }, (_, n) => broker.publish(event('one-sender', n))));
+    expect(peak).toBeGreaterThan(1);
+    expect(peak).toBeLessThanOrEqual(8);
+    await broker.close();
+  });
+
+  it('with ordered sends, sends a sender\'s later successes again after its failed batch: never reordered', async () => {
+    const hub = new MemoryHub();
+    const destination = uniq();
+    const inner = memoryDriver({ hub, destination });
+    const driver = {
+      ...wrap(inner, async (batch, call) => {
+        if (call === 1) {
+          await sleep(20); // its outcome comes after those of the batches sent behind it, which succeeded
+          return batch.map(() => ({ ok: false, retryable: true, error: new Error('confirm timeout') }));
+        }
+        return inner.send(batch);
+      }),
+      limits: { ...inner.limits, orderedSends: true },
+    };
+    const broker = defineBroker(driver, { ...quiet, maxBatch: 32, reconnect: { initialMs: 1, maxMs: 1 } });
+    const senders = 4;
+    await Promise.all(Array.from({ length: 512 }, (_, n) => broker.publish(event(`s${n % senders}`, n))));
+    for (const [sender, seen] of storedOrder(hub, destination)) {
+      // Duplicates are allowed (what was stored behind the failed batch goes again after it); the last copies are
+      // in publish order, and every event is there.
+      const last = seen.filter((n, i) => seen.indexOf(n, i + 1) === -1);
+      expect(last, `last copies of ${sender}`).toEqual([...last].sort((a, b) => a - b));
+      expect(last).toHaveLength(512 / senders);
+      expect(seen.length, `${sender} had events stored behind the failed batch`).toBeGreaterThan(last.length);
+    }
+    await broker.close();
+  });
+
   it('fails a batch at once, naming the driver, when send returns fewer outcomes than messages', async () => {
     // Issue 7, defect 4: this used to be retried forever and blamed on the broker at close.
     const inner = memoryDriver({ hub: new MemoryHub(), destination: uniq() });

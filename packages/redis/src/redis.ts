@@ -289,6 +289,9 @@ export function redisDriver(
       maxBatchMessages: 500,
       // proto-max-bulk-len, Redis's default largest string.
       maxMessageBytes: 512 * 1024 * 1024,
+      // One connection, no offline queue, no resends: pipelines reach Redis in the order they were sent. A Cluster
+      // client follows MOVED redirections on its own, which could let a later pipeline land first.
+      orderedSends: settings.connection.mode !== 'cluster',
     },
 
     async connect(session) {

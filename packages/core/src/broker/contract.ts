@@ -331,8 +331,19 @@ export interface PublishLimits {
   readonly maxBatchMessages?: number;
   /** Body bytes per batch (SQS: 256 KiB). Default: unlimited. */
   readonly maxBatchBytes?: number;
-  /** Batches awaiting their outcome at once. Default 8. A sender never has more than one batch in flight. */
+  /**
+   * Batches awaiting their outcome at once. Default 8. A sender has one batch in flight at a time, unless the
+   * driver declares `orderedSends`.
+   */
   readonly maxInFlightBatches?: number;
+  /**
+   * The broker receives the messages of successive `send()` calls in call order, even while earlier calls still
+   * await their outcome (one ordered channel or connection: AMQP confirms, a Redis pipeline). A sender's batches are
+   * then sent back to back, without waiting for the previous one's outcome. Core reads the outcomes in send order,
+   * and once a message failed retryably, reports its sender's later messages in later batches failed too (they are
+   * sent again after it: duplicates, never reordering), as a driver does within a batch. Default false.
+   */
+  readonly orderedSends?: boolean;
   /** The largest body the broker takes: a bigger event's publish rejects at once, naming the limit. */
   readonly maxMessageBytes?: number;
 }

@@ -6,8 +6,11 @@
  * or rejects.
  *
  * Order: one sender's events reach the broker in publish order whatever fails and is resent. Several batches may
- * await their outcome at once (a confirm round trip per batch would cap throughput), but a sender never has more
- * than one batch in flight: its next events wait until that batch settled, so a resend can never overtake them.
+ * await their outcome at once (a confirm round trip per batch would cap throughput). By default a sender never has
+ * more than one batch in flight: its next events wait until that batch settled, so a resend can never overtake
+ * them. A driver whose sends reach the broker in call order (`limits.orderedSends`) gets batches back to back; their
+ * outcomes are read in send order, and a sender's later successes after one of its retryable failures are sent
+ * again after it (duplicates, never reordering).
  */
 import { BrokerClosedError, BufferFullError, ParleyError, PublishError } from '../errors.js';
 import { backoffDelay, sleep } from './backoff.js';
@@ -24,6 +27,12 @@ class Entry {
   ) {}
 }
 
+/** A batch sent, with its outcomes once they came. */
+interface InFlight {
+  readonly batch: Entry[];
+  outcomes?: readonly SendOutcome[];
+}
+
 export interface PublisherOptions {
   readonly bufferSize: number;
   readonly bufferBytes: number;
@@ -35,6 +44,7 @@ export interface PublisherOptions {
 }
 
 const DEFAULT_IN_FLIGHT_BATCHES = 8;
+const EARLIER_FAILED = 'not confirmed as sent: an earlier event of its sender failed and is sent again first';
 
 export class Publisher {
   readonly #driver: BrokerDriver;
@@ -49,8 +59,14 @@ export class Publisher {
   readonly #queuedBySender = new Map<string, number>();
   /** Sent, waiting for the broker's outcome, per batch. */
   readonly #inFlight = new Set<Entry[]>();
-  /** Senders with a batch in flight: their next events wait for it. */
+  /** Senders with a batch in flight: their next events wait for it (unless sends are ordered). */
   readonly #busySenders = new Set<string>();
+  /** The driver's sends reach the broker in call order: batches go back to back, their outcomes read in order. */
+  readonly #orderedSends: boolean;
+  /** With ordered sends: the batches in flight in send order, each with its outcomes once they came. */
+  #sent: InFlight[] = [];
+  /** Senders with a retryable failure this round: their later successes are sent again after it. */
+  readonly #failedSenders = new Set<string>();
   /** Retryable failures of the current round, sent again (in publish order) once every batch settled. */
   #retry: Entry[] = [];
   #lastError: Error | undefined;
@@ -74,6 +90,7 @@ export class Publisher {
       : 1;
     this.#maxBatchBytes = limits.maxBatchBytes ?? Number.POSITIVE_INFINITY;
     this.#maxInFlight = Math.max(1, limits.maxInFlightBatches ?? DEFAULT_IN_FLIGHT_BATCHES);
+    this.#orderedSends = limits.orderedSends === true;
     this.#maxMessageBytes = Math.min(
       limits.maxMessageBytes ?? Number.POSITIVE_INFINITY,
       Number.isFinite(this.#maxBatchBytes) ? this.#maxBatchBytes : Number.POSITIVE_INFINITY,
@@ -149,6 +166,7 @@ export class Publisher {
     this.#queuedBySender.clear();
     this.#retry = [];
     this.#inFlight.clear();
+    this.#sent = [];
     for (const entry of left) {
       this.#reject(
         entry,
@@ -195,8 +213,21 @@ export class Publisher {
           break;
         }
         this.#inFlight.add(batch);
-        for (const entry of batch) this.#busySenders.add(entry.message.senderId);
-        void this.#send(batch).then((outcomes) => this.#settle(batch, outcomes));
+        if (this.#orderedSends) {
+          const sent: InFlight = { batch };
+          this.#sent.push(sent);
+          void this.#send(batch).then((outcomes) => {
+            sent.outcomes = outcomes;
+            // In send order: a batch's outcomes wait for those of every batch sent before it.
+            while (this.#sent[0]?.outcomes !== undefined) {
+              const first = this.#sent.shift()!;
+              this.#settle(first.batch, first.outcomes!);
+            }
+          });
+        } else {
+          for (const entry of batch) this.#busySenders.add(entry.message.senderId);
+          void this.#send(batch).then((outcomes) => this.#settle(batch, outcomes));
+        }
       }
       if (this.#inFlight.size === 0 && this.#retry.length === 0 && this.#queue.length === 0) break;
       await this.#roundDone();
@@ -207,6 +238,7 @@ export class Publisher {
           this.#queue,
         );
         this.#retry = [];
+        this.#failedSenders.clear();
         this.#failures++;
         const delay = backoffDelay(this.#failures, this.#options.backoff);
         if (this.#failures === 1 || this.#failures % 20 === 0) {
@@ -237,7 +269,7 @@ export class Publisher {
     const batch: Entry[] = [];
     let bytes = 0;
     if (this.#busySenders.size === 0) {
-      // Fast path: no sender to skip.
+      // Fast path: no sender to skip (none is, with ordered sends).
       let n = 0;
       while (n < this.#queue.length && n < this.#maxBatch) {
         const size = this.#queue[n]!.message.body.byteLength;
@@ -316,11 +348,18 @@ export class Publisher {
       return;
     }
     batch.forEach((entry, i) => {
-      const outcome = outcomes[i]!;
+      let outcome = outcomes[i]!;
+      const sender = entry.message.senderId;
+      const demoted = outcome.ok && this.#failedSenders.has(sender);
+      if (demoted) {
+        // Sent after an event of its sender that failed (ordered sends): again, after it.
+        outcome = { ok: false, retryable: true, error: new PublishError(this.#driver.name, EARLIER_FAILED) };
+      }
       if (outcome.ok) this.#resolve(entry);
       else if (outcome.retryable && !this.#abort.signal.aborted) {
         this.#retry.push(entry);
-        this.#lastError = outcome.error;
+        this.#failedSenders.add(sender);
+        if (!demoted) this.#lastError = outcome.error;
       } else {
         this.#reject(
           entry,
