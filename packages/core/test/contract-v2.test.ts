@@ -99,7 +99,7 @@ describe('publishing: order, limits, contract errors', () => {
     await broker.close();
   });
 
-  it('sends one sender\'s batches back to back when the driver declares ordered sends', async () => {
+  it("sends one sender's batches back to back when the driver declares ordered sends", async () => {
     const inner = memoryDriver({ hub: new MemoryHub(), destination: uniq() });
     let inFlight = 0;
     let peak = 0;
@@ -119,7 +119,7 @@ describe('publishing: order, limits, contract errors', () => {
     await broker.close();
   });
 
-  it('with ordered sends, sends a sender\'s later successes again after its failed batch: never reordered', async () => {
+  it("with ordered sends, sends a sender's later successes again after its failed batch: never reordered", async () => {
     const hub = new MemoryHub();
     const destination = uniq();
     const inner = memoryDriver({ hub, destination });
