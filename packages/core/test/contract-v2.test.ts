@@ -119,6 +119,25 @@ describe('publishing: order, limits, contract errors', () => {
     await broker.close();
   });
 
+  it("sends one sender's batches at once to a broker that keeps no order", async () => {
+    const inner = memoryDriver({ hub: new MemoryHub(), destination: uniq() });
+    let inFlight = 0;
+    let peak = 0;
+    const driver = {
+      ...wrap(inner, async (batch) => {
+        peak = Math.max(peak, ++inFlight);
+        await sleep(5);
+        inFlight--;
+        return inner.send(batch);
+      }),
+      capabilities: { ...inner.capabilities, ordering: 'none' as const },
+    };
+    const broker = defineBroker(driver, { ...quiet, maxBatch: 10 });
+    await Promise.all(Array.from({ length: 400 }, (_, n) => broker.publish(event('one-sender', n))));
+    expect(peak).toBeGreaterThan(1);
+    await broker.close();
+  });
+
   it("with ordered sends, sends a sender's later successes again after its failed batch: never reordered", async () => {
     const hub = new MemoryHub();
     const destination = uniq();

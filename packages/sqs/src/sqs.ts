@@ -573,6 +573,8 @@ export function sqsDriver(
       maxBatchMessages: settings.batchSize,
       maxBatchBytes: MAX_MESSAGE_BYTES,
       maxMessageBytes: MAX_MESSAGE_BYTES,
+      // An HTTP call per batch of 10: more of them at once than core's default, as a hand-written sender would.
+      maxInFlightBatches: 16,
     },
     async connect(session) {
       if (closed) throw new ConnectionError(SCOPE, 'closed', { permanent: true });

@@ -333,7 +333,7 @@ export interface PublishLimits {
   readonly maxBatchBytes?: number;
   /**
    * Batches awaiting their outcome at once. Default 8. A sender has one batch in flight at a time, unless the
-   * driver declares `orderedSends`.
+   * driver declares `orderedSends` or keeps no order at all (`capabilities.ordering: 'none'`).
    */
   readonly maxInFlightBatches?: number;
   /**

@@ -10,7 +10,8 @@
  * more than one batch in flight: its next events wait until that batch settled, so a resend can never overtake
  * them. A driver whose sends reach the broker in call order (`limits.orderedSends`) gets batches back to back; their
  * outcomes are read in send order, and a sender's later successes after one of its retryable failures are sent
- * again after it (duplicates, never reordering).
+ * again after it (duplicates, never reordering). A broker that keeps no order (`capabilities.ordering: 'none'`)
+ * gets any batches at once.
  */
 import { BrokerClosedError, BufferFullError, ParleyError, PublishError } from '../errors.js';
 import { backoffDelay, sleep } from './backoff.js';
@@ -63,6 +64,11 @@ export class Publisher {
   readonly #busySenders = new Set<string>();
   /** The driver's sends reach the broker in call order: batches go back to back, their outcomes read in order. */
   readonly #orderedSends: boolean;
+  /**
+   * A sender has one batch in flight at a time: what keeps its order across resends when sends may overtake each
+   * other. Not for a broker that keeps no order at all (SQS standard queues): there any batches go at once.
+   */
+  readonly #oneBatchPerSender: boolean;
   /** With ordered sends: the batches in flight in send order, each with its outcomes once they came. */
   #sent: InFlight[] = [];
   /** Senders with a retryable failure this round: their later successes are sent again after it. */
@@ -91,6 +97,7 @@ export class Publisher {
     this.#maxBatchBytes = limits.maxBatchBytes ?? Number.POSITIVE_INFINITY;
     this.#maxInFlight = Math.max(1, limits.maxInFlightBatches ?? DEFAULT_IN_FLIGHT_BATCHES);
     this.#orderedSends = limits.orderedSends === true;
+    this.#oneBatchPerSender = !this.#orderedSends && driver.capabilities.ordering !== 'none';
     this.#maxMessageBytes = Math.min(
       limits.maxMessageBytes ?? Number.POSITIVE_INFINITY,
       Number.isFinite(this.#maxBatchBytes) ? this.#maxBatchBytes : Number.POSITIVE_INFINITY,
@@ -225,7 +232,8 @@ export class Publisher {
             }
           });
         } else {
-          for (const entry of batch) this.#busySenders.add(entry.message.senderId);
+          if (this.#oneBatchPerSender)
+            for (const entry of batch) this.#busySenders.add(entry.message.senderId);
           void this.#send(batch).then((outcomes) => this.#settle(batch, outcomes));
         }
       }
