@@ -259,8 +259,9 @@ export function amqpDriver(
     defaultFormat: 'python',
     defaultGroup: settings.queues[0] ?? 'rasa_core_events',
     // One confirm channel writes the batches in the order they were sent (a new channel only after the old one
-    // failed everything unconfirmed on it).
-    limits: { maxMessageBytes: settings.maxMessageBytes, orderedSends: true },
+    // failed everything unconfirmed on it), so many may await their confirms at once: 32 measured ~10% faster than
+    // core's default of 8 (a hand-written publisher keeps everything in flight).
+    limits: { maxMessageBytes: settings.maxMessageBytes, orderedSends: true, maxInFlightBatches: 32 },
     client: {
       get connection() {
         return connection;
