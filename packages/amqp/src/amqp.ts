@@ -420,6 +420,15 @@ interface ChannelState {
   flush: Promise<void> | undefined;
 }
 
+/** An ack that did not happen: its channel closed, and RabbitMQ delivers the message again. */
+function notAcknowledged(state: ChannelState): ConnectionError {
+  const why = describe(state.error ?? 'its connection was lost');
+  return new ConnectionError(
+    'amqp',
+    `not acknowledged: its channel closed (${why}); RabbitMQ delivers it again`,
+  );
+}
+
 /**
  * Acks of one tick go out together: one `basic.ack` with `multiple` for those below every unsettled delivery, one
  * each for the others. An ack per message was a socket write each, a fifth of consuming.
@@ -446,13 +455,7 @@ function queueAck(state: ChannelState, message: Message): Promise<void> {
         resolve();
       } catch {
         // An ack written to a dead channel is void (closing under us too): RabbitMQ delivers them again.
-        const why = describe(state.error ?? 'its connection was lost');
-        reject(
-          new ConnectionError(
-            'amqp',
-            `not acknowledged: its channel closed (${why}); RabbitMQ delivers it again`,
-          ),
-        );
+        reject(notAcknowledged(state));
       }
     }),
   );
@@ -475,11 +478,7 @@ function toDelivery(state: ChannelState, message: Message): Delivery {
       settled = true;
       // An ack written to a dead channel is void: RabbitMQ delivers the message again, so it does not count.
       if (state.open) return queueAck(state, message);
-      const why = describe(state.error ?? 'its connection was lost');
-      throw new ConnectionError(
-        'amqp',
-        `not acknowledged: its channel closed (${why}); RabbitMQ delivers it again`,
-      );
+      throw notAcknowledged(state);
     },
     async release() {
       if (settled) return;

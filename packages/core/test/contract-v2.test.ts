@@ -51,6 +51,32 @@ function wrap(
   return { ...inner, name: 'wrapped', send: (batch) => send(batch, ++calls) };
 }
 
+/**
+ * Publishes 400 events in batches of 10 through the memory driver (with `overrides` on it), each send taking 5 ms;
+ * returns the most sends awaiting their outcome at once.
+ */
+async function peakInFlight(
+  overrides: Partial<BrokerDriver<MemoryHub>>,
+  sender: (n: number) => string,
+): Promise<number> {
+  const inner = memoryDriver({ hub: new MemoryHub(), destination: uniq() });
+  let inFlight = 0;
+  let peak = 0;
+  const driver = {
+    ...wrap(inner, async (batch) => {
+      peak = Math.max(peak, ++inFlight);
+      await sleep(5);
+      inFlight--;
+      return inner.send(batch);
+    }),
+    ...overrides,
+  };
+  const broker = defineBroker(driver, { ...quiet, maxBatch: 10 });
+  await Promise.all(Array.from({ length: 400 }, (_, n) => broker.publish(event(sender(n), n))));
+  await broker.close();
+  return peak;
+}
+
 describe('publishing: order, limits, contract errors', () => {
   it('keeps each sender in publish order when a pipelined batch fails retryably and a later one succeeds', async () => {
     // Issue 7, defect 1: with up to 8 batches in flight, batch 1 failing once while batch 2 succeeded used to put
@@ -83,59 +109,24 @@ describe('publishing: order, limits, contract errors', () => {
   });
 
   it('still pipelines batches of different senders', async () => {
-    const inner = memoryDriver({ hub: new MemoryHub(), destination: uniq() });
-    let inFlight = 0;
-    let peak = 0;
-    const driver = wrap(inner, async (batch) => {
-      peak = Math.max(peak, ++inFlight);
-      await sleep(5);
-      inFlight--;
-      return inner.send(batch);
-    });
-    const broker = defineBroker(driver, { ...quiet, maxBatch: 10 });
-    await Promise.all(Array.from({ length: 400 }, (_, n) => broker.publish(event(`s${n}`, n))));
+    const peak = await peakInFlight({}, (n) => `s${n}`);
     expect(peak).toBeGreaterThan(1);
     expect(peak).toBeLessThanOrEqual(8);
-    await broker.close();
   });
 
   it("sends one sender's batches back to back when the driver declares ordered sends", async () => {
-    const inner = memoryDriver({ hub: new MemoryHub(), destination: uniq() });
-    let inFlight = 0;
-    let peak = 0;
-    const driver = {
-      ...wrap(inner, async (batch) => {
-        peak = Math.max(peak, ++inFlight);
-        await sleep(5);
-        inFlight--;
-        return inner.send(batch);
-      }),
-      limits: { ...inner.limits, orderedSends: true },
-    };
-    const broker = defineBroker(driver, { ...quiet, maxBatch: 10 });
-    await Promise.all(Array.from({ length: 400 }, (_, n) => broker.publish(event('one-sender', n))));
+    const peak = await peakInFlight({ limits: { orderedSends: true } }, () => 'one-sender');
     expect(peak).toBeGreaterThan(1);
     expect(peak).toBeLessThanOrEqual(8);
-    await broker.close();
   });
 
   it("sends one sender's batches at once to a broker that keeps no order", async () => {
-    const inner = memoryDriver({ hub: new MemoryHub(), destination: uniq() });
-    let inFlight = 0;
-    let peak = 0;
-    const driver = {
-      ...wrap(inner, async (batch) => {
-        peak = Math.max(peak, ++inFlight);
-        await sleep(5);
-        inFlight--;
-        return inner.send(batch);
-      }),
-      capabilities: { ...inner.capabilities, ordering: 'none' as const },
-    };
-    const broker = defineBroker(driver, { ...quiet, maxBatch: 10 });
-    await Promise.all(Array.from({ length: 400 }, (_, n) => broker.publish(event('one-sender', n))));
+    const { capabilities } = memoryDriver({ hub: new MemoryHub(), destination: uniq() });
+    const peak = await peakInFlight(
+      { capabilities: { ...capabilities, ordering: 'none' } },
+      () => 'one-sender',
+    );
     expect(peak).toBeGreaterThan(1);
-    await broker.close();
   });
 
   it("with ordered sends, sends a sender's later successes again after its failed batch: never reordered", async () => {
