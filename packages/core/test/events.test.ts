@@ -184,6 +184,10 @@ describe('decodeEvent', () => {
       /payload is not JSON: .*line 1, column 29/,
     );
     expect(() => decodeEvent(new Uint8Array([0x7b, 0xff, 0x7d]))).toThrow('payload is not valid UTF-8');
+    // A byte order mark is not JSON (Rasa never writes one): said, not silently dropped by the UTF-8 decoder.
+    expect(() =>
+      decodeEvent(Buffer.from('\uFEFF{"sender_id": "a", "event": "restart", "timestamp": 1}')),
+    ).toThrow('payload is not JSON: Unexpected U+FEFF at line 1, column 1');
     const r = safeDecodeEvent('');
     expect(!r.success && r.error).toBeInstanceOf(EventDecodeError);
   });

@@ -8,7 +8,7 @@ import { TypeSystemPolicy } from '@sinclair/typebox/system';
 import { describeValue, EventValidationError, type ValidationIssue } from '../errors.js';
 import { eventSchemas, legacyEventSchemas, UnknownEventSchema } from './schemas.js';
 import type { AnyEvent, RasaEvent } from './types.js';
-import { hasUnknownMark, unknownEventMark } from './unknown.js';
+import { hasUnknownMark, markUnknown, unknownEventMark } from './unknown.js';
 
 export interface ParseOptions {
   /** Reject event names Parley does not know, instead of returning them as `UnknownEvent`. Default false. */
@@ -90,10 +90,11 @@ function parsed(event: AnyEvent): AnyEvent {
 
 /**
  * The event, or the error describing what is wrong with it. Returning the error rather than a result object
- * keeps the decode hot path free of allocations (it runs once per consumed message).
+ * keeps the decode hot path free of allocations (it runs once per consumed message). `mark`: an unknown event gets
+ * `unknownEventMark` in place (the decoder's own object, read from the wire).
  * @internal
  */
-export function checkEvent(input: unknown, strict: boolean): AnyEvent | EventValidationError {
+export function checkEvent(input: unknown, strict: boolean, mark = false): AnyEvent | EventValidationError {
   if (typeof input !== 'object' || input === null || Array.isArray(input)) {
     return invalid(undefined, [{ path: '', expected: 'an event object', found: describeValue(input) }]);
   }
@@ -110,9 +111,9 @@ export function checkEvent(input: unknown, strict: boolean): AnyEvent | EventVal
       return invalid(name, [{ path: 'event', expected, found: `unknown event ${JSON.stringify(name)}` }]);
     }
     unknownValidator ??= compile(UnknownEventSchema);
-    return unknownValidator.Check(input)
-      ? (input as AnyEvent)
-      : invalid(name, issuesOf(unknownValidator, input));
+    if (!unknownValidator.Check(input)) return invalid(name, issuesOf(unknownValidator, input));
+    if (mark) markUnknown(input as AnyEvent);
+    return input as AnyEvent;
   }
   if (!validator.Check(input)) return invalid(name, issuesOf(validator, input));
   if (name === 'form' || name === 'form_validation') return normaliseLegacy(input, name);

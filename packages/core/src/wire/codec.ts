@@ -8,19 +8,20 @@
  *   bytes can equal Rasa's. A decoded envelope re-encoded unchanged in this format reproduces its source bytes:
  *   the decoder keeps the source text and the encoder reads from it what plain JS numbers cannot carry.
  */
-import { isUtf8 } from 'node:buffer';
 import { describeValue, EventDecodeError, EventValidationError, ParleyError } from '../errors.js';
 import { checkEvent, isKnownEvent, type ParseOptions } from '../events/parse.js';
 import { eventNames } from '../events/schemas.js';
 import type { AnyEvent, EventEnvelope, RasaEvent } from '../events/types.js';
-import { hasUnknownMark, markUnknown } from '../events/unknown.js';
+import { hasUnknownMark } from '../events/unknown.js';
 import { didYouMeanHint } from '../suggest.js';
 import {
   encodePython,
   type FloatHints,
   JsonSyntaxError,
+  NATIVE_REFUSED,
   type PythonEncodeOptions,
-  parseJsonNoting,
+  parseJsonNative,
+  parseJsonPython,
 } from './python-json.js';
 
 /** `compact` is standard JSON (the fast default); `python` is byte-identical to Rasa's `json.dumps`. */
@@ -64,22 +65,23 @@ class Identity {
  * ~4% of decode throughput, where a WeakMap entry cost ~35% and a non-enumerable symbol property ~15%.
  */
 class SourceText extends Identity {
-  #text: string;
-  /** The text holds Python's NaN or Infinity, which JSON.stringify would turn into null. */
-  #pythonTokens: boolean;
-  private constructor(target: object, text: string, pythonTokens: boolean) {
+  /** The text, or for a text holding Python's NaN or Infinity (which JSON.stringify would turn into null), a box
+   * around it: one field, so that attaching it is one map transition. */
+  #source: string | { readonly text: string };
+  private constructor(target: object, source: string | { readonly text: string }) {
     super(target);
-    this.#text = text;
-    this.#pythonTokens = pythonTokens;
+    this.#source = source;
   }
   static attach(target: object, text: string, pythonTokens: boolean): void {
-    new SourceText(target, text, pythonTokens);
+    new SourceText(target, pythonTokens ? { text } : text);
   }
   static of(target: object): string | undefined {
-    return #text in target ? (target as SourceText).#text : undefined;
+    if (!(#source in target)) return undefined;
+    const source = (target as SourceText).#source;
+    return typeof source === 'string' ? source : source.text;
   }
   static hasPythonTokens(target: object): boolean {
-    return #text in target && (target as SourceText).#pythonTokens;
+    return #source in target && typeof (target as SourceText).#source !== 'string';
   }
 }
 
@@ -206,6 +208,9 @@ export function safeDecodeEvent(input: Uint8Array | string, options?: DecodeOpti
     : { success: true, envelope: result };
 }
 
+/** Strict UTF-8 (bad bytes throw), keeping a byte order mark as `Buffer#toString` does (JSON.parse refuses it). */
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
 /** The envelope or the error; no result objects on the hot path (it runs once per consumed message). */
 function decode(
   input: Uint8Array | string,
@@ -215,19 +220,23 @@ function decode(
   if (typeof input === 'string') {
     text = input;
   } else {
-    const bytes = Buffer.isBuffer(input)
-      ? input
-      : Buffer.from(input.buffer, input.byteOffset, input.byteLength);
-    text = bytes.toString('utf8');
-    // Invalid UTF-8 decodes to U+FFFD, so only a payload holding one needs the strict check, which tells a real
-    // U+FFFD from bad bytes.
-    if (text.includes('\uFFFD') && !isUtf8(bytes)) return new EventDecodeError('payload is not valid UTF-8');
+    try {
+      // Decoding and checking at once: as fast as `Buffer#toString`, which would need a second pass to tell a real
+      // U+FFFD from bad bytes (measured: 0.116 µs per fixture event against 0.164).
+      text = utf8.decode(input);
+    } catch {
+      return new EventDecodeError('payload is not valid UTF-8');
+    }
   }
   let value: unknown;
-  let pythonTokens: boolean;
+  let pythonTokens = false;
   try {
     // JSON.parse, plus Python's NaN/Infinity and a nesting limit (512) that holds on every path.
-    ({ value, pythonTokens } = parseJsonNoting(text));
+    value = parseJsonNative(text);
+    if (value === NATIVE_REFUSED) {
+      value = parseJsonPython(text);
+      pythonTokens = true;
+    }
   } catch (error) {
     const why = error instanceof JsonSyntaxError ? error.message : String(error);
     return new EventDecodeError(`payload is not JSON: ${why}`, { cause: error });
@@ -241,10 +250,10 @@ function decode(
   }
   const senderId = (value as { sender_id?: unknown }).sender_id;
   if (typeof senderId !== 'string') return senderIdError(value, senderId);
-  const event = checkEvent(value, strict);
+  // Read from the wire, an unknown name is a newer Rasa's event, not a typo: it is marked, to be published again as
+  // it is.
+  const event = checkEvent(value, strict, true);
   if (event instanceof ParleyError) return event;
-  // Read from the wire, an unknown name is a newer Rasa's event, not a typo: it may be published again as it is.
-  if (!isKnownEvent(event)) markUnknown(event);
   SourceText.attach(event, text, pythonTokens);
   return event as EventEnvelope<AnyEvent>;
 }

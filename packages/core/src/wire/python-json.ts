@@ -467,24 +467,37 @@ function deeperThanMax(text: string): boolean {
  * @throws {@link JsonSyntaxError} on malformed input or nesting deeper than 512.
  */
 export function parseJson(text: string): unknown {
-  return parseJsonNoting(text).value;
+  const value = parseJsonNative(text);
+  return value === NATIVE_REFUSED ? parseSlow(text) : value;
 }
 
+/** What {@link parseJsonNative} returns for a text the native parser refuses. @internal */
+export const NATIVE_REFUSED: unique symbol = Symbol('refused by JSON.parse');
+
 /**
- * `parseJson`, telling also whether the text needed Python's tokens (NaN, Infinity), which the native parser
- * refuses: the codec remembers it, so that re-encoding keeps them.
+ * The codec's hot path (once per consumed message, so no result object): `parseJson`'s value, or `NATIVE_REFUSED`
+ * when `JSON.parse` refused the text. Then {@link parseJsonPython} parses it, and the text needed Python's tokens
+ * (NaN, Infinity) or is not JSON at all.
+ * @throws {@link JsonSyntaxError} for nesting deeper than 512.
  * @internal
  */
-export function parseJsonNoting(text: string): { value: unknown; pythonTokens: boolean } {
+export function parseJsonNative(text: string): unknown {
   let value: unknown;
   try {
     // The native parser accepts exactly the same grammar minus the non-finite tokens, and is far faster.
     value = JSON.parse(text);
   } catch {
-    return { value: parseSlow(text), pythonTokens: true };
+    return NATIVE_REFUSED;
   }
-  return { value: deeperThanMax(text) ? parseSlow(text) : value, pythonTokens: false };
+  return deeperThanMax(text) ? parseSlow(text) : value;
 }
+
+/**
+ * The full grammar, Python's tokens included, with positioned errors.
+ * @throws {@link JsonSyntaxError} on malformed input or nesting deeper than 512.
+ * @internal
+ */
+export const parseJsonPython: (text: string) => unknown = parseSlow;
 
 // ---------------------------------------------------------------------------------------------------------
 // Encoding
