@@ -3,7 +3,14 @@
  * entries first (a resumed consumer), `XAUTOCLAIM` scans for idle entries, and the deliveries it hands to core with
  * their lease, ack and release.
  */
-import { ConnectionError, type ConsumerSink, type Delivery, type DriverConsumeOptions } from '@parley/core';
+import {
+  ConnectionError,
+  type ConsumerSink,
+  type Delivery,
+  type DeliveryLease,
+  type DriverConsumeOptions,
+  type ReleaseOptions,
+} from '@parley/core';
 import type { Cluster, Redis } from 'ioredis';
 
 export const SCOPE = 'redis';
@@ -53,13 +60,13 @@ export class GroupConsumer {
   readonly #ctx: ConsumerContext;
   readonly #client: Client;
   readonly #reader: Client;
-  readonly #group: string;
-  readonly #name: string;
+  readonly group: string;
+  readonly name: string;
   readonly #readAhead: number;
   readonly #sink: ConsumerSink;
   readonly #ephemeral: boolean;
   /** Delivered and neither acknowledged nor released, by entry id. */
-  readonly #held = new Map<string, () => void>();
+  readonly #held = new Map<string, EntryDelivery>();
   #stopped = false;
   #closing: Promise<void> | undefined;
   #wake: (() => void) | undefined;
@@ -80,8 +87,8 @@ export class GroupConsumer {
     this.#ctx = ctx;
     this.#client = o.client;
     this.#reader = o.reader;
-    this.#group = o.group;
-    this.#name = o.name;
+    this.group = o.group;
+    this.name = o.name;
     this.#readAhead = o.readAhead;
     this.#sink = o.sink;
     this.#ephemeral = o.options.ephemeral === true;
@@ -100,14 +107,14 @@ export class GroupConsumer {
         this.#sink.lost(
           new ConnectionError(
             SCOPE,
-            `group "${this.#group}" of stream ${this.#ctx.stream} is gone (${text}): creating it again`,
+            `group "${this.group}" of stream ${this.#ctx.stream} is gone (${text}): creating it again`,
             { cause: error },
           ),
         );
         return;
       }
       this.#lostUnlessConnectionIs(
-        new ConnectionError(SCOPE, `consumer of group "${this.#group}" failed: ${text}`, { cause: error }),
+        new ConnectionError(SCOPE, `consumer of group "${this.group}" failed: ${text}`, { cause: error }),
       );
     });
   }
@@ -145,8 +152,8 @@ export class GroupConsumer {
       if (history !== undefined) {
         const reply = (await reader.xreadgroupBuffer(
           'GROUP',
-          this.#group,
-          this.#name,
+          this.group,
+          this.name,
           'COUNT',
           room,
           'STREAMS',
@@ -164,8 +171,8 @@ export class GroupConsumer {
         const [cursor, entries] = (await reader.callBuffer(
           'XAUTOCLAIM',
           this.#ctx.stream,
-          this.#group,
-          this.#name,
+          this.group,
+          this.name,
           this.#ctx.claimIdleMs,
           claimCursor,
           'COUNT',
@@ -181,8 +188,8 @@ export class GroupConsumer {
       const block = Math.max(1, Math.min(this.#ctx.blockMs, nextClaim - Date.now()));
       const reply = (await reader.xreadgroupBuffer(
         'GROUP',
-        this.#group,
-        this.#name,
+        this.group,
+        this.name,
         'COUNT',
         room,
         'BLOCK',
@@ -199,19 +206,19 @@ export class GroupConsumer {
   async #deliverAll(entries: Entry[], counted: boolean): Promise<void> {
     if (entries.length === 0) return;
     const last = entries.at(-1)![0].toString();
-    if (!counted || compareIds(last, this.#ctx.lastSeen.get(this.#group) ?? '0-0') > 0)
-      this.#ctx.lastSeen.set(this.#group, last);
+    if (!counted || compareIds(last, this.#ctx.lastSeen.get(this.group) ?? '0-0') > 0)
+      this.#ctx.lastSeen.set(this.group, last);
     const counts = new Map<string, number>();
     if (counted) {
       // XPENDING of this consumer over the claimed range: the delivery counts, this delivery included.
       const first = entries[0]![0].toString();
       const pending = (await cmd(this.#reader).xpending(
         this.#ctx.stream,
-        this.#group,
+        this.group,
         first,
         last,
         entries.length * 2 + 10,
-        this.#name,
+        this.name,
       )) as [string, string, number, number][];
       for (const [id, , , count] of pending) counts.set(id, count);
     }
@@ -224,7 +231,7 @@ export class GroupConsumer {
         continue;
       }
       const parsed = parseFields(fields);
-      if (parsed.redriveGroup !== undefined && parsed.redriveGroup !== this.#group) {
+      if (parsed.redriveGroup !== undefined && parsed.redriveGroup !== this.group) {
         gone.push(id); // redriven to another group: not this group's
         continue;
       }
@@ -233,8 +240,8 @@ export class GroupConsumer {
         void this.#ctx
           .own(
             this.#client,
-            this.#group,
-            this.#name,
+            this.group,
+            this.name,
             id,
             this.#ctx.claimIdleMs,
             counted ? (counts.get(id) ?? 1) - 1 : 0,
@@ -244,53 +251,20 @@ export class GroupConsumer {
       }
       this.#deliver(id, parsed, counted ? (counts.get(id) ?? 2) : 1);
     }
-    if (gone.length > 0) await cmd(this.#client).xack(this.#ctx.stream, this.#group, ...gone);
+    if (gone.length > 0) await cmd(this.#client).xack(this.#ctx.stream, this.group, ...gone);
   }
 
   #deliver(id: string, parsed: ReturnType<typeof parseFields>, count: number): void {
-    let settled = false;
-    const settle = (): boolean => {
-      if (settled) return false;
-      settled = true;
-      this.#held.delete(id);
-      this.#wake?.();
-      this.#wake = undefined;
-      return true;
-    };
-    this.#held.set(id, () => void settle());
-    const group = this.#group;
-    const delivery: Delivery = {
-      id,
-      body: parsed.body,
-      headers: parsed.headers,
-      ...(parsed.senderId === undefined ? {} : { senderId: parsed.senderId }),
-      redelivered: count > 1,
-      deliveryCount: count,
-      lease: {
-        durationMs: this.#ctx.claimIdleMs,
-        renew: async () => {
-          const owned = await this.#ctx.own(this.#ctx.live(), group, this.#name, id, 0);
-          if (owned !== 1) {
-            settle();
-            throw new ConnectionError(
-              SCOPE,
-              `lease lost: entry ${id} was claimed by another consumer of group "${group}"`,
-            );
-          }
-        },
-      },
-      ack: async () => {
-        if (!settle()) return;
-        await this.#ctx.ack(group, id);
-      },
-      release: async (options) => {
-        if (!settle()) return;
-        // Read ahead and handed back before any handler saw it: this delivery does not use up an attempt.
-        const retryCount = options?.untried === true ? count - 1 : undefined;
-        await this.#ctx.own(this.#ctx.live(), group, this.#name, id, this.#ctx.claimIdleMs, retryCount);
-      },
-    };
+    const delivery = new EntryDelivery(this, this.#ctx, id, parsed, count);
+    this.#held.set(id, delivery);
     this.#sink.deliver(delivery);
+  }
+
+  /** An entry is no longer held (acknowledged, released, its lease lost): room to read another. @internal */
+  settled(id: string): void {
+    this.#held.delete(id);
+    this.#wake?.();
+    this.#wake = undefined;
   }
 
   async stop(): Promise<void> {
@@ -308,7 +282,7 @@ export class GroupConsumer {
       const c = cmd(this.#client);
       try {
         // Everything still pending for this name goes back: held ones and any a last read got after stop().
-        const pending = (await c.xpending(this.#ctx.stream, this.#group, '-', '+', 10_000, this.#name)) as [
+        const pending = (await c.xpending(this.#ctx.stream, this.group, '-', '+', 10_000, this.name)) as [
           string,
         ][];
         if (pending.length > 0) {
@@ -316,8 +290,8 @@ export class GroupConsumer {
           for (const [id] of pending)
             pipeline.xclaim(
               this.#ctx.stream,
-              this.#group,
-              this.#name,
+              this.group,
+              this.name,
               0,
               id,
               'IDLE',
@@ -328,11 +302,11 @@ export class GroupConsumer {
         }
         this.#held.clear();
         if (this.#ephemeral) {
-          const others = (await c.xinfo('CONSUMERS', this.#ctx.stream, this.#group)) as unknown[][];
-          if (others.length <= 1) await c.xgroup('DESTROY', this.#ctx.stream, this.#group);
+          const others = (await c.xinfo('CONSUMERS', this.#ctx.stream, this.group)) as unknown[][];
+          if (others.length <= 1) await c.xgroup('DESTROY', this.#ctx.stream, this.group);
           return;
         }
-        await c.eval(FORGET_SCRIPT, 1, this.#ctx.stream, this.#group, this.#name);
+        await c.eval(FORGET_SCRIPT, 1, this.#ctx.stream, this.group, this.name);
       } catch {
         // The group may be gone (deleted, ephemeral): nothing left to hand back.
       }
@@ -341,23 +315,116 @@ export class GroupConsumer {
   }
 }
 
+/**
+ * One entry handed to core, with its ack, release and lease: a class, since closures per delivery showed in
+ * profiles. It is its own lease (`durationMs`, `renew`).
+ */
+class EntryDelivery implements Delivery, DeliveryLease {
+  readonly id: string;
+  readonly body: Uint8Array;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly senderId: string | undefined;
+  readonly redelivered: boolean;
+  readonly deliveryCount: number;
+  readonly lease: DeliveryLease = this;
+  readonly durationMs: number;
+  readonly #consumer: GroupConsumer;
+  readonly #ctx: ConsumerContext;
+  #settled = false;
+
+  constructor(
+    consumer: GroupConsumer,
+    ctx: ConsumerContext,
+    id: string,
+    parsed: ReturnType<typeof parseFields>,
+    count: number,
+  ) {
+    this.#consumer = consumer;
+    this.#ctx = ctx;
+    this.id = id;
+    this.body = parsed.body;
+    this.headers = parsed.headers;
+    this.senderId = parsed.senderId;
+    this.redelivered = count > 1;
+    this.deliveryCount = count;
+    this.durationMs = ctx.claimIdleMs;
+  }
+
+  /** True the first time: then it is no longer held. */
+  #settle(): boolean {
+    if (this.#settled) return false;
+    this.#settled = true;
+    this.#consumer.settled(this.id);
+    return true;
+  }
+
+  async renew(): Promise<void> {
+    const { group, name } = this.#consumer;
+    const owned = await this.#ctx.own(this.#ctx.live(), group, name, this.id, 0);
+    if (owned !== 1) {
+      this.#settle();
+      throw new ConnectionError(
+        SCOPE,
+        `lease lost: entry ${this.id} was claimed by another consumer of group "${group}"`,
+      );
+    }
+  }
+
+  ack(): Promise<void> {
+    if (!this.#settle()) return RESOLVED;
+    return this.#ctx.ack(this.#consumer.group, this.id);
+  }
+
+  async release(options?: ReleaseOptions): Promise<void> {
+    if (!this.#settle()) return;
+    // Read ahead and handed back before any handler saw it: this delivery does not use up an attempt.
+    const retryCount = options?.untried === true ? this.deliveryCount - 1 : undefined;
+    const { group, name } = this.#consumer;
+    await this.#ctx.own(this.#ctx.live(), group, name, this.id, this.#ctx.claimIdleMs, retryCount);
+  }
+}
+
+const RESOLVED = Promise.resolve();
+const NO_FIELDS: Readonly<Record<string, string>> = Object.freeze({});
+
 /** Fields of an entry: the body as the bytes stored, headers from `header:<name>`, Parley's own `x-parley-*`. */
 export function parseFields(fields: Fields) {
   let body: Uint8Array = new Uint8Array(0);
   let senderId: string | undefined;
   let redriveGroup: string | undefined;
-  const headers: Record<string, string> = {};
-  const parley: Record<string, string> = {};
+  let headers: Record<string, string> = NO_FIELDS;
+  let parley: Record<string, string> = NO_FIELDS;
   for (let i = 0; i + 1 < fields.length; i += 2) {
-    const key = fields[i]!.toString();
+    const name = fields[i]!;
     const value = fields[i + 1]!;
-    if (key === BODY) body = new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
-    else if (key === 'sender_id') senderId = value.toString();
-    else if (key === REDRIVE_GROUP) redriveGroup = value.toString();
-    else if (key.startsWith(HEADER)) headers[key.slice(HEADER.length)] = value.toString();
-    else if (key.startsWith(PARLEY)) parley[key] = value.toString();
+    // The fields every entry has are told by their bytes: a string per key showed in profiles.
+    if (isField(name, BODY_BYTES)) body = new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+    else if (isField(name, SENDER_ID_BYTES)) senderId = value.toString();
+    else if (isField(name, EVENT_BYTES) || isField(name, MESSAGE_ID_BYTES)) continue;
+    else {
+      const key = name.toString();
+      if (key === REDRIVE_GROUP) redriveGroup = value.toString();
+      else if (key.startsWith(HEADER)) {
+        if (headers === NO_FIELDS) headers = {};
+        headers[key.slice(HEADER.length)] = value.toString();
+      } else if (key.startsWith(PARLEY)) {
+        if (parley === NO_FIELDS) parley = {};
+        parley[key] = value.toString();
+      }
+    }
   }
   return { body, senderId, redriveGroup, headers, parley };
+}
+
+const BODY_BYTES = Buffer.from(BODY);
+const SENDER_ID_BYTES = Buffer.from('sender_id');
+const EVENT_BYTES = Buffer.from('event');
+const MESSAGE_ID_BYTES = Buffer.from('message_id');
+
+function isField(name: Buffer, field: Buffer): boolean {
+  if (name.length !== field.length) return false;
+  for (let i = 0; i < field.length; i++) if (name[i] !== field[i]) return false;
+  return true;
 }
 
 /** The `event` of a Rasa body, for the entry field, or undefined when it cannot be read. */

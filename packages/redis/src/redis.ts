@@ -150,44 +150,28 @@ export function redisDriver(
       ...(retryCount === undefined ? [] : [String(retryCount)]),
     ) as Promise<number>;
 
-  /** Acks of one group, sent as one XACK per tick: core acks each delivery on its own. */
-  const ackers = new Map<
-    string,
-    { ids: string[]; waiters: { resolve(): void; reject(e: unknown): void }[] }
-  >();
-  const ack = (group: string, id: string): Promise<void> =>
-    new Promise((resolve, reject) => {
-      let batch = ackers.get(group);
-      if (!batch) {
-        const fresh = { ids: [] as string[], waiters: [] as { resolve(): void; reject(e: unknown): void }[] };
-        ackers.set(group, fresh);
-        batch = fresh;
-        setImmediate(() => {
-          ackers.delete(group);
-          let sent: Promise<unknown>;
-          try {
-            sent = cmd(live()).xack(stream, group, ...fresh.ids);
-          } catch (error) {
-            sent = Promise.reject(error);
-          }
-          sent.then(
-            () => {
-              for (const w of fresh.waiters) w.resolve();
-            },
-            (error: unknown) => {
-              const failure = new ConnectionError(
-                SCOPE,
-                `XACK failed (the entries are delivered again): ${messageOf(error)}`,
-                { cause: error },
-              );
-              for (const w of fresh.waiters) w.reject(failure);
-            },
-          );
-        });
-      }
-      batch.ids.push(id);
-      batch.waiters.push({ resolve, reject });
-    });
+  /** Acks of one group, sent as one XACK per tick: core acks each delivery on its own. All share one promise. */
+  const ackers = new Map<string, { ids: string[]; sent: Promise<void> }>();
+  const ack = (group: string, id: string): Promise<void> => {
+    let batch = ackers.get(group);
+    if (batch === undefined) {
+      const ids: string[] = [];
+      const sent = new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
+        ackers.delete(group);
+        try {
+          await cmd(live()).xack(stream, group, ...ids);
+        } catch (error) {
+          throw new ConnectionError(SCOPE, `XACK failed (the entries are delivered again): ${messageOf(error)}`, {
+            cause: error,
+          });
+        }
+      });
+      batch = { ids, sent };
+      ackers.set(group, batch);
+    }
+    batch.ids.push(id);
+    return batch.sent;
+  };
 
   const connectOptions = (): IORedisOptions => {
     const c = settings.connection;

@@ -19,15 +19,19 @@ export interface Held {
   signal?: AbortSignal;
   /** Aborts `signal` when the broker takes the delivery back. */
   revoke?: AbortController;
-  renewal?: NodeJS.Timeout;
+  /** The renewal tick at which its lease is renewed next (Infinity while a renewal is under way). */
+  renewAt: number;
   settled: boolean;
 }
 
-/** Lease renewal starts after a third of the lease, so that two renewals may fail before it ends. */
-const RENEW_FRACTION = 1 / 3;
+/**
+ * Leases are renewed every quarter of their duration, the first time one to two quarters after receipt: two renewals
+ * may fail before a lease ends.
+ */
+const RENEW_FRACTION = 1 / 4;
 
 export function held(delivery: Delivery, consumer: number): Held {
-  return { delivery, consumer, settled: false };
+  return { delivery, consumer, settled: false, renewAt: 0 };
 }
 
 /** The handler's signal: aborted when the subscription closes (`closing`) or the broker takes the delivery back. */
@@ -53,6 +57,8 @@ export function revokeHeld(held: Held, reason: Error): void {
  */
 export class Holding {
   readonly #watched = new Map<AbortSignal, { readonly held: Set<Held>; readonly onAbort: () => void }>();
+  /** One renewal timer per lease duration, however many deliveries: a timer per delivery showed in profiles. */
+  readonly #renewals = new Map<number, Renewals>();
   readonly #lost: (held: Held, error?: unknown) => void;
 
   /** `lost` is called (once at most, while held) when the broker took one back or a renewal failed. */
@@ -60,7 +66,7 @@ export class Holding {
     this.#lost = lost;
   }
 
-  /** Starts holding: watches the broker's revocation signal, and renews the lease every third of it. */
+  /** Starts holding: watches the broker's revocation signal, and renews the lease every quarter of it. */
   start(held: Held): void {
     const { revoked, lease } = held.delivery;
     if (revoked) {
@@ -68,16 +74,12 @@ export class Holding {
       else this.#watch(revoked, held);
     }
     if (lease) {
-      const every = Math.max(10, Math.floor(lease.durationMs * RENEW_FRACTION));
-      const renew = (): void => {
-        held.renewal = setTimeout(() => {
-          if (held.settled) return;
-          // A failed renewal: the broker may hand it to a peer now, so stop as if it was taken back.
-          lease.renew().then(renew, (error) => this.#lost(held, error));
-        }, every);
-        held.renewal.unref(); // the handler keeps the process alive, not its lease
-      };
-      renew();
+      let renewals = this.#renewals.get(lease.durationMs);
+      if (renewals === undefined) {
+        renewals = new Renewals(Math.max(10, Math.floor(lease.durationMs * RENEW_FRACTION)), this.#lost);
+        this.#renewals.set(lease.durationMs, renewals);
+      }
+      renewals.add(held);
     }
   }
 
@@ -85,9 +87,9 @@ export class Holding {
   stop(held: Held): boolean {
     if (held.settled) return false;
     held.settled = true;
-    clearTimeout(held.renewal);
-    const { revoked } = held.delivery;
+    const { revoked, lease } = held.delivery;
     if (revoked) this.#unwatch(revoked, held);
+    if (lease) this.#renewals.get(lease.durationMs)?.delete(held);
     return true;
   }
 
@@ -113,4 +115,52 @@ export class Holding {
     this.#watched.delete(signal);
     signal.removeEventListener('abort', watched.onAbort);
   }
+}
+
+/** The held deliveries of one lease duration, renewed by one timer that ticks every `every` ms while any is held. */
+class Renewals {
+  readonly #every: number;
+  readonly #lost: (held: Held, error?: unknown) => void;
+  readonly #held = new Set<Held>();
+  #tick = 0;
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(every: number, lost: (held: Held, error?: unknown) => void) {
+    this.#every = every;
+    this.#lost = lost;
+  }
+
+  add(held: Held): void {
+    // Not at the next tick, which may come at once: at the one after it, one to two periods from now.
+    held.renewAt = this.#tick + 2;
+    this.#held.add(held);
+    if (this.#timer === undefined) {
+      this.#timer = setInterval(this.#renewDue, this.#every);
+      this.#timer.unref(); // the handler keeps the process alive, not its lease
+    }
+  }
+
+  delete(held: Held): void {
+    if (!this.#held.delete(held) || this.#held.size > 0) return;
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  readonly #renewDue = (): void => {
+    const tick = ++this.#tick;
+    for (const held of this.#held) {
+      if (held.renewAt > tick) continue;
+      held.renewAt = Number.POSITIVE_INFINITY; // one renewal at a time
+      held.delivery.lease!.renew().then(
+        () => {
+          // The next one a period after this one was answered.
+          if (!held.settled) held.renewAt = this.#tick + 1;
+        },
+        // A failed renewal: the broker may hand it to a peer now, so stop as if it was taken back.
+        (error: unknown) => {
+          if (!held.settled) this.#lost(held, error);
+        },
+      );
+    }
+  };
 }
