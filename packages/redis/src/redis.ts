@@ -161,9 +161,13 @@ export function redisDriver(
         try {
           await cmd(live()).xack(stream, group, ...ids);
         } catch (error) {
-          throw new ConnectionError(SCOPE, `XACK failed (the entries are delivered again): ${messageOf(error)}`, {
-            cause: error,
-          });
+          throw new ConnectionError(
+            SCOPE,
+            `XACK failed (the entries are delivered again): ${messageOf(error)}`,
+            {
+              cause: error,
+            },
+          );
         }
       });
       batch = { ids, sent };
