@@ -321,16 +321,26 @@ export function sqsDriver(
     await sqs.send(new DeleteMessageCommand({ QueueUrl: queueUrl, ReceiptHandle: message.ReceiptHandle }));
   };
 
+  /** Most ReceiveMessage calls one consumer has under way at once. */
+  const RECEIVE_LOOPS = 4;
   const consume = async (options: DriverConsumeOptions, sink: ConsumerSink): Promise<DriverConsumer> => {
     if (queueUrl === undefined) throw new ConnectionError(SCOPE, 'not connected');
     const controller = new AbortController();
     let stopped = false;
     /** Deliveries not yet acknowledged, released or dead-lettered, by receipt handle. */
     const held = new Map<string, () => Promise<void>>();
-    let freed: (() => void) | undefined;
-    const free = (receipt: string) => {
-      if (held.delete(receipt)) freed?.();
+    /** Loops waiting for room: woken (all) when a delivery is settled. */
+    let freed: (() => void)[] = [];
+    const wakeAll = () => {
+      const waiting = freed;
+      freed = [];
+      for (const wake of waiting) wake();
     };
+    const free = (receipt: string) => {
+      if (held.delete(receipt)) wakeAll();
+    };
+    /** Messages asked for by receives under way: with held ones, never more than read-ahead. */
+    let asked = 0;
 
     const delivery = (message: Message): Delivery => {
       const receipt = message.ReceiptHandle!;
@@ -388,20 +398,19 @@ export function sqsDriver(
     const loop = async () => {
       let failures = 0;
       while (!stopped) {
-        if (held.size >= options.readAhead) {
-          // stop() aborts the signal and calls freed() too: no listener per wait on the long-lived signal.
-          await new Promise<void>((resolve) => {
-            freed = resolve;
-          });
-          freed = undefined;
+        const room = Math.min(10, options.readAhead - held.size - asked);
+        if (room <= 0) {
+          // stop() aborts the signal and wakes them too: no listener per wait on the long-lived signal.
+          await new Promise<void>((resolve) => freed.push(resolve));
           continue;
         }
         let messages: Message[];
+        asked += room;
         try {
           const result = await sqs.send(
             new ReceiveMessageCommand({
               QueueUrl: queueUrl,
-              MaxNumberOfMessages: Math.min(10, options.readAhead - held.size),
+              MaxNumberOfMessages: room,
               WaitTimeSeconds: waitTimeSeconds,
               // Explicit, whatever the queue's default: the lease core renews is this long.
               VisibilityTimeout: visibilityTimeout,
@@ -413,6 +422,7 @@ export function sqsDriver(
           messages = result.Messages ?? [];
           failures = 0;
         } catch (error) {
+          asked -= room;
           if (stopped) break;
           if (!retryable(error)) {
             // The queue is gone or access was withdrawn: core resumes the consumer after a backoff, or gives up.
@@ -425,6 +435,7 @@ export function sqsDriver(
           await sleep(backoffDelay(++failures, { initialMs: 200, maxMs: 5_000 }), controller.signal);
           continue;
         }
+        asked -= room;
         for (const message of messages) {
           // Received as the consumer stopped: straight back to the queue, never delivered after stop().
           if (stopped) void setVisibility(message.ReceiptHandle!, 0).catch(() => {});
@@ -432,11 +443,15 @@ export function sqsDriver(
         }
       }
     };
-    const running = loop();
+    // As many receives under way as read-ahead holds tens of messages (up to 4): one at a time left the queue's
+    // round trips idle.
+    const running = Promise.all(
+      Array.from({ length: Math.min(RECEIVE_LOOPS, Math.ceil(options.readAhead / 10)) }, loop),
+    );
     const stop = async () => {
       stopped = true;
       controller.abort();
-      freed?.();
+      wakeAll();
       await running;
     };
     const consumer: DriverConsumer = {

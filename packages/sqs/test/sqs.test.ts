@@ -330,6 +330,31 @@ describe('consume', () => {
     await dying.close();
   });
 
+  it('several receives under way never hold more than read-ahead', async () => {
+    const name = unique('ahead');
+    const keys = { ...sqs.keys, queue_name: name, create_queue: true, wait_time_seconds: 1 };
+    const publisher = sqsBroker({ ...keys, onWarning: () => {} });
+    await Promise.all(
+      Array.from({ length: 60 }, (_, i) =>
+        publisher.publish({ sender_id: `s${i}`, ...userUttered(`m${i}`) }),
+      ),
+    );
+    // The driver alone: nothing it delivers is settled, so what it holds only grows.
+    const driver = sqsDriver(resolveSqsSettings(config(keys)));
+    await driver.connect({ signal: new AbortController().signal, lost: () => {} });
+    let received = 0;
+    const consumer = await driver.consume(
+      { group: 'parley', readAhead: 25, from: 'latest', ordering: 'none' },
+      { deliver: () => void received++, lost: () => {} },
+    );
+    await until(() => received === 25, 'read-ahead to fill');
+    await sleep(1_500); // more than a long poll: any receive that could still return has returned
+    expect(received).toBe(25);
+    await consumer.close();
+    await driver.close();
+    await publisher.close();
+  });
+
   it('close() stops a long poll at once, and nothing is handled after it resolved', async () => {
     const name = unique('stop');
     const broker = sqsBroker({
