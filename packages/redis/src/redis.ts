@@ -326,7 +326,10 @@ export function redisDriver(
           ...trim,
           '*',
           BODY,
-          Buffer.from(message.body.buffer, message.body.byteOffset, message.body.byteLength),
+          // As text: ioredis writes a command of strings as one string, and one holding a Buffer piece by piece
+          // (measured: 150k against 110k XADDs/s). The encoders' bytes are always valid UTF-8 (the python format's
+          // are ASCII), so the text is written back as the very same bytes.
+          Buffer.from(message.body.buffer, message.body.byteOffset, message.body.byteLength).toString('utf8'),
           'event',
           message.eventName,
           'sender_id',
