@@ -3,7 +3,7 @@
  * socket to drain in turn, one outcome per message once RabbitMQ confirmed (or refused) it. What only RabbitMQ can
  * tell, it reads from the channel's close: a message over `max_message_size` fails alone, the others are sent again.
  */
-import { ConnectionError, PublishError, type SendOutcome } from '@parley/core';
+import { ConnectionError, hasHeaders, PublishError, type SendOutcome } from '@parley/core';
 import type { Channel, ConfirmChannel, Message } from 'amqplib';
 import type { AmqpSettings } from './options.js';
 import { describe } from './wire.js';
@@ -100,7 +100,7 @@ export class ConfirmPublisher {
           appId: this.#appId,
           messageId: id,
           mandatory,
-          headers: hasAny(headers) ? headers : undefined,
+          headers: hasHeaders(headers) ? headers : undefined,
         };
         let writable: boolean;
         try {
@@ -134,12 +134,6 @@ export class ConfirmPublisher {
 }
 
 const SENT: SendOutcome = Object.freeze({ ok: true });
-
-/** True when the record has an own key (without the array `Object.keys` makes). */
-function hasAny(record: Readonly<Record<string, unknown>>): boolean {
-  for (const _ in record) return true;
-  return false;
-}
 
 const fail = (message: string, cause?: unknown) => new ConnectionError('amqp', message, { cause });
 

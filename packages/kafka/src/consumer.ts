@@ -14,7 +14,7 @@ import {
   type DriverConsumeOptions,
   type DriverConsumer,
 } from '@parley/core';
-import type { Admin, Consumer, EachBatchPayload, Kafka } from 'kafkajs';
+import type { Admin, Consumer, EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
 import { messageOf, roundRobinBySubscription, SCOPE } from './client.js';
 import { headersOf, redriveGroupOf } from './dead-letters.js';
 import type { KafkaSettings } from './options.js';
@@ -57,18 +57,37 @@ export async function joinGroup(
    * Per partition: the window of held offsets, the held ones, and the signal that tells them all the partition was
    * revoked (one for the partition, not one per delivery).
    */
-  const partitions = new Map<
-    number,
-    { window: AckWindow<number>; held: Set<number>; released: Set<number>; revoked: AbortController }
-  >();
+  const partitions = new Map<number, PartitionState>();
   let unacked = 0;
-  /** Partition batches waiting for read-ahead room: every one is woken when room may have come (up to 4 wait). */
+  /**
+   * Partition batches waiting for read-ahead room: every one is woken when room may have come (up to 4 wait). Once
+   * read-ahead is full, they are woken when a quarter of it is free again, not at every ack: a wake per message (a
+   * timer, a promise and a heartbeat check each) cost more than the message.
+   */
   const waiting = new Set<() => void>();
+  /** Seeks this member made (releases): a batch being delivered may have become stale. */
+  let seeks = 0;
+  const resumeAt = readAhead - Math.max(1, Math.floor(readAhead / 4));
   const notify = () => {
     if (waiting.size === 0) return;
     const woken = [...waiting];
     waiting.clear();
     for (const wake of woken) wake();
+  };
+  const holder: Member = {
+    settle(state, offset) {
+      if (!state.held.delete(offset)) return false;
+      unacked--;
+      if (unacked <= resumeAt || stopped) notify();
+      return true;
+    },
+    current: (state) => partitions.get(state.partition) === state,
+    commit: (partition) => commit(partition),
+    seek(partition, offset) {
+      if (stopped) return;
+      seeks++;
+      consumer.seek({ topic, partition, offset });
+    },
   };
   let stopped = false;
 
@@ -132,12 +151,22 @@ export async function joinGroup(
 
   const eachBatch = async ({ batch, heartbeat, resolveOffset, isRunning, isStale }: EachBatchPayload) => {
     const partition = batch.partition;
+    // kafkajs's isStale() builds a key string per call (it showed in profiles): asked again only after an await or
+    // a seek of ours (a release), the only things that can make the batch stale meanwhile.
+    let asked = -1;
+    const stale = (): boolean => {
+      if (asked === seeks) return false;
+      if (isStale()) return true;
+      asked = seeks;
+      return false;
+    };
     for (const message of batch.messages) {
-      if (!isRunning() || isStale() || stopped) return;
+      if (!isRunning() || stale() || stopped) return;
       const offset = Number(message.offset);
       let state = partitions.get(partition);
       if (!state) {
         state = {
+          partition,
           window: new AckWindow<number>(offset),
           held: new Set(),
           released: new Set(),
@@ -159,7 +188,7 @@ export async function joinGroup(
         resolveOffset(message.offset);
         continue;
       }
-      while (unacked >= readAhead && isRunning() && !isStale() && !stopped) {
+      while (unacked >= readAhead && isRunning() && !stale() && !stopped) {
         await new Promise<void>((resolve) => {
           const timer = setTimeout(done, Math.min(1_000, settings.heartbeatIntervalMs));
           timer.unref();
@@ -172,39 +201,14 @@ export async function joinGroup(
         });
         // Long handlers: the member stays in its group while core holds what it read.
         await heartbeat();
+        asked = -1;
       }
-      if (!isRunning() || isStale() || stopped || partitions.get(partition) !== state) return;
+      if (!isRunning() || stale() || stopped || partitions.get(partition) !== state) return;
       if (again) state.released.delete(offset);
       else state.window.add(offset, offset + 1);
       state.held.add(offset);
       unacked++;
-      const own = state;
-      const settle = (): boolean => {
-        if (!own.held.delete(offset)) return false;
-        unacked--;
-        notify();
-        return true;
-      };
-      const key = message.key?.toString('utf8');
-      const delivery: Delivery = {
-        id: `${partition}:${message.offset}`,
-        body: message.value ? new Uint8Array(message.value) : new Uint8Array(0),
-        headers: headersOf(message.headers),
-        ...(key === undefined || key === '' ? {} : { senderId: key }),
-        redelivered: again,
-        revoked: own.revoked.signal,
-        ack: async () => {
-          if (!settle()) return;
-          if (own.window.ack(offset) && partitions.get(partition) === own) await commit(partition);
-        },
-        release: async () => {
-          // A partition is a log: a released message stays unacknowledged in its window (holding the commit) and
-          // the consumer seeks back to it, so it is fetched and delivered again; newer held ones are skipped.
-          if (!settle() || partitions.get(partition) !== own) return;
-          own.released.add(offset);
-          if (!stopped) consumer.seek({ topic, partition, offset: message.offset });
-        },
-      };
+      const delivery = new KafkaDelivery(holder, state, message, again);
       resolveOffset(message.offset);
       // deliver is never synchronous with consume: eachBatch runs on kafkajs's fetch loop.
       sink.deliver(delivery);
@@ -254,6 +258,76 @@ export async function joinGroup(
     close: () => handle.close(),
   };
 }
+
+/** One partition as this member holds it. */
+interface PartitionState {
+  readonly partition: number;
+  /** The held offsets: committed only up to the last contiguous acknowledged one. */
+  readonly window: AckWindow<number>;
+  readonly held: Set<number>;
+  /** Released offsets, delivered again when the seek back fetches them. */
+  readonly released: Set<number>;
+  /** Aborted when the partition is revoked: one signal for all its deliveries. */
+  readonly revoked: AbortController;
+}
+
+/** What a delivery needs of its member. */
+interface Member {
+  /** No longer held: true the first time (read-ahead room counted once). */
+  settle(state: PartitionState, offset: number): boolean;
+  /** The partition is still this member's, as it was when the message was delivered. */
+  current(state: PartitionState): boolean;
+  commit(partition: number): Promise<void>;
+  seek(partition: number, offset: string): void;
+}
+
+/** One message handed to core: a class, since closures and copies per delivery showed in profiles. */
+class KafkaDelivery implements Delivery {
+  readonly id: string;
+  /**
+   * The fetched bytes as they are: a view into the fetch response, which it keeps alive while core holds it (at
+   * most read-ahead messages), rather than a copy per message.
+   */
+  readonly body: Uint8Array;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly senderId: string | undefined;
+  readonly redelivered: boolean;
+  readonly revoked: AbortSignal;
+  readonly #member: Member;
+  readonly #state: PartitionState;
+  readonly #offset: string;
+
+  constructor(member: Member, state: PartitionState, message: KafkaMessage, again: boolean) {
+    this.#member = member;
+    this.#state = state;
+    this.#offset = message.offset;
+    this.id = `${state.partition}:${message.offset}`;
+    this.body = message.value ?? EMPTY;
+    this.headers = headersOf(message.headers);
+    const key = message.key;
+    this.senderId = key == null || key.length === 0 ? undefined : key.toString('utf8');
+    this.redelivered = again;
+    this.revoked = state.revoked.signal;
+  }
+
+  async ack(): Promise<void> {
+    const state = this.#state;
+    const offset = Number(this.#offset);
+    if (!this.#member.settle(state, offset)) return;
+    if (state.window.ack(offset) && this.#member.current(state)) await this.#member.commit(state.partition);
+  }
+
+  async release(): Promise<void> {
+    // A partition is a log: a released message stays unacknowledged in its window (holding the commit) and the
+    // consumer seeks back to it, so it is fetched and delivered again; newer held ones are skipped.
+    const state = this.#state;
+    if (!this.#member.settle(state, Number(this.#offset)) || !this.#member.current(state)) return;
+    state.released.add(Number(this.#offset));
+    this.#member.seek(state.partition, this.#offset);
+  }
+}
+
+const EMPTY = new Uint8Array(0);
 
 /**
  * `from: 'latest'` for a new group means "from when it subscribed", not "from its first fetch" (kafkajs resolves
