@@ -399,7 +399,10 @@ export function sqsDriver(
       let failures = 0;
       while (!stopped) {
         const room = Math.min(10, options.readAhead - held.size - asked);
-        if (room <= 0) {
+        // A call costs as much for 2 messages as for 10: fewer than half a batch is asked for only when nothing is
+        // held or asked for (read-ahead 32 holds 30 most of the time: measured, a receive of the last 2 made a fifth
+        // more calls than messages needed, and consuming that much slower).
+        if (room <= 0 || (room < Math.min(5, Math.ceil(options.readAhead / 2)) && held.size + asked > 0)) {
           // stop() aborts the signal and wakes them too: no listener per wait on the long-lived signal.
           await new Promise<void>((resolve) => freed.push(resolve));
           continue;
@@ -423,6 +426,7 @@ export function sqsDriver(
           failures = 0;
         } catch (error) {
           asked -= room;
+          wakeAll();
           if (stopped) break;
           if (!retryable(error)) {
             // The queue is gone or access was withdrawn: core resumes the consumer after a backoff, or gives up.
@@ -436,6 +440,7 @@ export function sqsDriver(
           continue;
         }
         asked -= room;
+        wakeAll(); // a loop waiting to ask for a few may ask now
         for (const message of messages) {
           // Received as the consumer stopped: straight back to the queue, never delivered after stop().
           if (stopped) void setVisibility(message.ReceiptHandle!, 0).catch(() => {});

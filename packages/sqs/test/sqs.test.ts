@@ -355,6 +355,33 @@ describe('consume', () => {
     await publisher.close();
   });
 
+  it('receives ten at a time, not the last few of read-ahead in a call of their own', async () => {
+    const name = unique('tens');
+    const broker = sqsBroker({ ...sqs.keys, queue_name: name, create_queue: true, onWarning: () => {} });
+    await Promise.all(
+      Array.from({ length: 300 }, (_, i) => broker.publish({ sender_id: `s${i}`, ...userUttered(`m${i}`) })),
+    );
+    // Every ReceiveMessage that returned messages, by how many.
+    const sizes: number[] = [];
+    broker.client.sqs.middlewareStack.add(
+      (next, context) => async (args) => {
+        const result = await next(args);
+        const messages = (result.output as { Messages?: unknown[] }).Messages;
+        if (context.commandName === 'ReceiveMessageCommand' && messages?.length) sizes.push(messages.length);
+        return result;
+      },
+      { step: 'initialize', name: 'countReceives' },
+    );
+    let handled = 0;
+    const sub = broker.subscribe(() => void handled++, { concurrency: 32, onDeadLetter: () => {} });
+    await until(() => handled === 300, 'all 300');
+    const average = sizes.reduce((a, b) => a + b, 0) / sizes.length;
+    // Read-ahead 32 once asked for 10, 10, 10 and 2: eight a call on average.
+    expect(average, `messages per receive: ${sizes.join(' ')}`).toBeGreaterThanOrEqual(9);
+    await sub.close();
+    await broker.close();
+  });
+
   it('close() stops a long poll at once, and nothing is handled after it resolved', async () => {
     const name = unique('stop');
     const broker = sqsBroker({
