@@ -46,6 +46,7 @@ import {
   type DriverConsumer,
   deadLetterHeaders,
   defineBroker,
+  hasHeaders,
   makeLog,
   type OutgoingMessage,
   PublishError,
@@ -98,6 +99,7 @@ function retryable(error: unknown): boolean {
 const gone = (error: unknown) =>
   /ReceiptHandleIsInvalid|MessageNotInflight|InvalidParameterValue/i.test(errorName(error));
 
+const SENT: SendOutcome = Object.freeze({ ok: true });
 const utf8 = new TextEncoder();
 const text = new TextDecoder();
 const bytes = (s: string) => Buffer.byteLength(s, 'utf8');
@@ -106,8 +108,21 @@ function rasaEnvironment(): string {
   return process.env.RASA_ENVIRONMENT ?? 'RASA_ENVIRONMENT_NOT_SET';
 }
 
+const attribute = (value: string): MessageAttributeValue => ({ DataType: 'String', StringValue: value });
+
 /** A message's attributes: the three SQS filters use, then its headers (reserved names win). */
-function attributesOf(message: OutgoingMessage): Record<string, MessageAttributeValue> | Error {
+function attributesOf(
+  message: OutgoingMessage,
+  environment: string,
+): Record<string, MessageAttributeValue> | Error {
+  if (!hasHeaders(message.headers)) {
+    // Most messages: the three, without the copies a merge with headers takes.
+    return {
+      event: attribute(message.eventName),
+      sender_id: attribute(message.senderId),
+      RASA_ENVIRONMENT: attribute(environment),
+    };
+  }
   const values: Record<string, string> = {};
   for (const [name, value] of Object.entries(message.headers)) {
     if (!ATTRIBUTE_NAME.test(name)) {
@@ -122,7 +137,7 @@ function attributesOf(message: OutgoingMessage): Record<string, MessageAttribute
   }
   values.event = message.eventName;
   values.sender_id = message.senderId;
-  values.RASA_ENVIRONMENT = rasaEnvironment();
+  values.RASA_ENVIRONMENT = environment;
   const names = Object.keys(values);
   if (names.length > MAX_ATTRIBUTES) {
     return new PublishError(
@@ -130,14 +145,17 @@ function attributesOf(message: OutgoingMessage): Record<string, MessageAttribute
       `an SQS message carries at most ${MAX_ATTRIBUTES} attributes: ${RESERVED.join(', ')} and ${MAX_ATTRIBUTES - RESERVED.length} headers, found ${names.length - RESERVED.length} headers`,
     );
   }
-  return Object.fromEntries(names.map((n) => [n, { DataType: 'String', StringValue: values[n] }]));
+  return Object.fromEntries(names.map((n) => [n, attribute(values[n]!)]));
 }
 
-const attributeBytes = (attributes: Record<string, MessageAttributeValue>) =>
-  Object.entries(attributes).reduce(
-    (sum, [name, value]) => sum + bytes(name) + bytes(value.DataType ?? '') + bytes(value.StringValue ?? ''),
-    0,
-  );
+function attributeBytes(attributes: Record<string, MessageAttributeValue>): number {
+  let sum = 0;
+  for (const name in attributes) {
+    const value = attributes[name]!;
+    sum += bytes(name) + bytes(value.DataType ?? '') + bytes(value.StringValue ?? '');
+  }
+  return sum;
+}
 
 /** The Amazon SQS driver, from resolved settings. */
 export function sqsDriver(
@@ -481,8 +499,9 @@ export function sqsDriver(
     const calls: { index: number; entry: SendMessageBatchRequestEntry }[][] = [];
     let call: (typeof calls)[number] = [];
     let callBytes = 0;
+    const environment = rasaEnvironment();
     batch.forEach((message, index) => {
-      const attributes = attributesOf(message);
+      const attributes = attributesOf(message, environment);
       if (attributes instanceof Error) {
         outcomes[index] = { ok: false, error: attributes, retryable: false };
         return;
@@ -545,7 +564,7 @@ export function sqsDriver(
           const failure = failed.get(entry.Id);
           outcomes[index] =
             failure === undefined
-              ? { ok: true }
+              ? SENT
               : {
                   ok: false,
                   error: new PublishError(
