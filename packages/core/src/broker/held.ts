@@ -31,7 +31,17 @@ export interface Held {
 const RENEW_FRACTION = 1 / 4;
 
 export function held(delivery: Delivery, consumer: number): Held {
-  return { delivery, consumer, settled: false, renewAt: 0 };
+  // Every field from the start: one shape for all, not one per order in which they were set.
+  return {
+    delivery,
+    consumer,
+    envelope: undefined,
+    revokedBy: undefined,
+    signal: undefined,
+    revoke: undefined,
+    settled: false,
+    renewAt: 0,
+  };
 }
 
 /** The handler's signal: aborted when the subscription closes (`closing`) or the broker takes the delivery back. */

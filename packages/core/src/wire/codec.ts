@@ -190,7 +190,7 @@ export function decodeEvent(
 ): EventEnvelope;
 export function decodeEvent(input: Uint8Array | string, options?: DecodeOptions): EventEnvelope<AnyEvent>;
 export function decodeEvent(input: Uint8Array | string, options?: DecodeOptions): EventEnvelope<AnyEvent> {
-  const result = decode(input, options?.strict === true);
+  const result = decodeOrError(input, options?.strict === true);
   if (result instanceof ParleyError) throw result;
   return result;
 }
@@ -202,7 +202,7 @@ export function safeDecodeEvent(
 ): DecodeResult<RasaEvent>;
 export function safeDecodeEvent(input: Uint8Array | string, options?: DecodeOptions): DecodeResult<AnyEvent>;
 export function safeDecodeEvent(input: Uint8Array | string, options?: DecodeOptions): DecodeResult<AnyEvent> {
-  const result = decode(input, options?.strict === true);
+  const result = decodeOrError(input, options?.strict === true);
   return result instanceof ParleyError
     ? { success: false, error: result }
     : { success: true, envelope: result };
@@ -211,8 +211,11 @@ export function safeDecodeEvent(input: Uint8Array | string, options?: DecodeOpti
 /** Strict UTF-8 (bad bytes throw), keeping a byte order mark as `Buffer#toString` does (JSON.parse refuses it). */
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
-/** The envelope or the error; no result objects on the hot path (it runs once per consumed message). */
-function decode(
+/**
+ * The envelope or the error; no result objects on the hot path (it runs once per consumed message).
+ * @internal
+ */
+export function decodeOrError(
   input: Uint8Array | string,
   strict: boolean,
 ): EventEnvelope<AnyEvent> | EventDecodeError | EventValidationError {
