@@ -3,6 +3,7 @@
 // beside a Python pika publisher written as Rasa-era code wrote it (BlockingConnection, a confirm per event).
 // Needs RabbitMQ at AMQP_URL (default amqp://guest:guest@127.0.0.1:5672; `node scripts/services.mjs up`).
 import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -45,7 +46,7 @@ export async function run(options = {}) {
       create,
       cleanup,
       baseline: {
-        label: `amqplib by hand (JSON.stringify + confirm channel, drain-aware; prefetch ${concurrency}, JSON.parse, ack each)`,
+        label: `amqplib by hand (JSON.stringify + confirm channel, persistent with a message id as the adapter's, drain-aware; prefetch ${concurrency}, JSON.parse, ack each)`,
         publish: rawPublish,
         consume: rawConsume,
         latency: rawLatency,
@@ -86,7 +87,12 @@ async function declare(channel, exchange, queues) {
   }
 }
 
-/** Every body published persistent on a confirm channel, pausing on backpressure; resolves on the last confirm. */
+/**
+ * Every body published persistent on a confirm channel, pausing on backpressure; resolves on the last confirm. Each
+ * message carries a message id, as the adapter's do (a UUID per publish, its idempotency key): RabbitMQ stores the
+ * property with the message, which measured 5% of raw throughput, so that the broker does the same work on both
+ * sides.
+ */
 function publishAll(channel, exchange, bodies) {
   return new Promise((resolve, reject) => {
     let confirmed = 0;
@@ -100,7 +106,8 @@ function publishAll(channel, exchange, bodies) {
     };
     const pump = () => {
       while (i < bodies.length) {
-        if (!channel.publish(exchange, '', bodies[i++], { persistent: true }, onConfirm)) {
+        const properties = { persistent: true, messageId: randomUUID() };
+        if (!channel.publish(exchange, '', bodies[i++], properties, onConfirm)) {
           channel.once('drain', pump);
           return;
         }
@@ -205,7 +212,7 @@ async function rawLatency(destination, rate, seconds) {
       const wait = start + i * interval - performance.now();
       if (wait > 1) await new Promise((r) => setTimeout(r, wait));
       sent.set(1_700_000_000 + i + 0.5, performance.now());
-      publisher.publish(destination, '', bodies[i], { persistent: true }, () => {});
+      publisher.publish(destination, '', bodies[i], { persistent: true, messageId: randomUUID() }, () => {});
     }
     let timer;
     await Promise.race([finished, new Promise((r) => (timer = setTimeout(r, 10_000 + seconds * 1000)))]);
