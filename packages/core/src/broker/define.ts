@@ -76,13 +76,12 @@ export function defineBroker<Client>(
   });
 
   let warnedHeaders = false;
+  // The encoder's options, made once (not an object per event).
+  const encoding = { format, strict: options.strict === true, allowUnknown: false };
+  const encodingUnknown = { ...encoding, allowUnknown: true };
   const encode = (envelope: EventEnvelope<AnyEvent>, publishOptions?: PublishOptions): OutgoingMessage => {
     // Bytes straight from the encoder: no string to convert (the python writer fills a pooled slab).
-    const body = encodeEvent(envelope, {
-      format,
-      strict: options.strict === true,
-      allowUnknown: publishOptions?.allowUnknown === true,
-    });
+    const body = encodeEvent(envelope, publishOptions?.allowUnknown === true ? encodingUnknown : encoding);
     if (!driver.capabilities.headers && publishOptions?.headers && !warnedHeaders) {
       warnedHeaders = true;
       warn(`[parley] [${scope}] this broker cannot carry message headers: they are not sent (the event is)`);

@@ -332,8 +332,12 @@ export class Publisher {
     return batch;
   }
 
-  /** Counts entries of `sender` going into (1) or out of (-1) the queue. */
+  /**
+   * Counts entries of `sender` going into (1) or out of (-1) the queue: only where a sender's next events wait for
+   * its batch in flight (elsewhere no sender is ever busy, and the count is never read).
+   */
   #queued(sender: string, delta: 1 | -1): void {
+    if (!this.#oneBatchPerSender) return;
     const n = (this.#queuedBySender.get(sender) ?? 0) + delta;
     if (n > 0) this.#queuedBySender.set(sender, n);
     else this.#queuedBySender.delete(sender);
@@ -355,10 +359,11 @@ export class Publisher {
       this.#wake();
       return;
     }
-    batch.forEach((entry, i) => {
+    for (let i = 0; i < batch.length; i++) {
+      const entry = batch[i]!;
       let outcome = outcomes[i]!;
       const sender = entry.message.senderId;
-      const demoted = outcome.ok && this.#failedSenders.has(sender);
+      const demoted = outcome.ok && this.#failedSenders.size > 0 && this.#failedSenders.has(sender);
       if (demoted) {
         // Sent after an event of its sender that failed (ordered sends): again, after it.
         outcome = { ok: false, retryable: true, error: new PublishError(this.#driver.name, EARLIER_FAILED) };
@@ -379,7 +384,7 @@ export class Publisher {
               }),
         );
       }
-    });
+    }
     this.#wake();
   }
 
