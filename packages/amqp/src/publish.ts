@@ -3,7 +3,7 @@
  * socket to drain in turn, one outcome per message once RabbitMQ confirmed (or refused) it. What only RabbitMQ can
  * tell, it reads from the channel's close: a message over `max_message_size` fails alone, the others are sent again.
  */
-import { ConnectionError, hasHeaders, PublishError, type SendOutcome } from '@parley/core';
+import { ConnectionError, hasHeaders, PublishError, SENT, type SendOutcome } from '@parley/core';
 import type { Channel, ConfirmChannel, Message } from 'amqplib';
 import type { AmqpSettings } from './options.js';
 import { describe } from './wire.js';
@@ -132,8 +132,6 @@ export class ConfirmPublisher {
     return { ok: false, retryable: this.#settings.bufferUnpublished, error };
   }
 }
-
-const SENT: SendOutcome = Object.freeze({ ok: true });
 
 const fail = (message: string, cause?: unknown) => new ConnectionError('amqp', message, { cause });
 

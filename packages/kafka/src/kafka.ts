@@ -30,6 +30,7 @@ import {
   makeLog,
   type OutgoingMessage,
   PublishError,
+  SENT,
   type SendOutcome,
   splitBrokerOptions,
 } from '@parley/core';
@@ -152,7 +153,7 @@ export function kafkaDriver(
     try {
       // One request for the batch: kafkajs keeps its order within each partition.
       await p.send({ topic, acks: -1, messages: batch.map(toMessage) });
-      return batch.map(() => ({ ok: true }));
+      return batch.map(() => SENT);
     } catch (error) {
       const retryable = isRetryable(error);
       const failure = new PublishError(SCOPE, `produce to ${topic} failed: ${messageOf(error)}`, {

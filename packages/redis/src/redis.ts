@@ -31,6 +31,7 @@ import {
   makeLog,
   type OutgoingMessage,
   PublishError,
+  SENT,
   type SendOutcome,
   type StoredDeadLetter,
   splitBrokerOptions,
@@ -520,8 +521,6 @@ export function redisDriver(
 
   return driver;
 }
-
-const SENT: SendOutcome = Object.freeze({ ok: true });
 
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);

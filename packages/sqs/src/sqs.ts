@@ -50,6 +50,7 @@ import {
   makeLog,
   type OutgoingMessage,
   PublishError,
+  SENT,
   type SendOutcome,
   sleep,
   splitBrokerOptions,
@@ -99,7 +100,6 @@ function retryable(error: unknown): boolean {
 const gone = (error: unknown) =>
   /ReceiptHandleIsInvalid|MessageNotInflight|InvalidParameterValue/i.test(errorName(error));
 
-const SENT: SendOutcome = Object.freeze({ ok: true });
 const utf8 = new TextEncoder();
 const text = new TextDecoder();
 const bytes = (s: string) => Buffer.byteLength(s, 'utf8');
@@ -107,6 +107,9 @@ const bytes = (s: string) => Buffer.byteLength(s, 'utf8');
 function rasaEnvironment(): string {
   return process.env.RASA_ENVIRONMENT ?? 'RASA_ENVIRONMENT_NOT_SET';
 }
+
+/** Most ReceiveMessage calls one consumer has under way at once. */
+const RECEIVE_LOOPS = 4;
 
 const attribute = (value: string): MessageAttributeValue => ({ DataType: 'String', StringValue: value });
 
@@ -339,8 +342,6 @@ export function sqsDriver(
     await sqs.send(new DeleteMessageCommand({ QueueUrl: queueUrl, ReceiptHandle: message.ReceiptHandle }));
   };
 
-  /** Most ReceiveMessage calls one consumer has under way at once. */
-  const RECEIVE_LOOPS = 4;
   const consume = async (options: DriverConsumeOptions, sink: ConsumerSink): Promise<DriverConsumer> => {
     if (queueUrl === undefined) throw new ConnectionError(SCOPE, 'not connected');
     const controller = new AbortController();

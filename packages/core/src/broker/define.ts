@@ -23,6 +23,7 @@ import type {
   OutgoingMessage,
   PublishOptions,
   PublishResult,
+  SendOutcome,
   SubscribeOptions,
   Subscription,
 } from './contract.js';
@@ -35,6 +36,9 @@ const DEFAULT_BUFFER_BYTES = 64 * 1024 * 1024;
 const DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024;
 /** Shared by every message published without headers (most of them): one object, not one per event. */
 const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
+
+/** The outcome of a message the broker accepted: one shared object for all of them, not one per message. */
+export const SENT: SendOutcome = Object.freeze({ ok: true });
 
 /**
  * Whether a message carries headers, for drivers that write them per message: most carry none, and an

@@ -421,12 +421,11 @@ export class SubscriptionImpl implements EventStream {
     await held.delivery.release(options).catch(this.#report);
   }
 
-  /** Acknowledges; `handled` counts it in `stats.acked` (a dead letter's ack does not). */
-  async #ack(held: Held, handled = true): Promise<void> {
+  /** Acknowledges a dead-lettered delivery: not counted in `stats.acked`. */
+  async #ackDeadLetter(held: Held): Promise<void> {
     if (!this.#unhold(held)) return;
     try {
       await held.delivery.ack();
-      if (handled) this.#stats.acked++;
     } catch (error) {
       // Not acknowledged (its channel or lease is gone): the broker delivers it again.
       this.#report(error);
@@ -434,8 +433,8 @@ export class SubscriptionImpl implements EventStream {
   }
 
   /**
-   * `#ack` of a handled delivery, tracked, without an async function's promise and a `then` of it (once per
-   * message: they showed in profiles).
+   * Acknowledges a handled delivery, counted in `stats.acked` and tracked, without an async function's promise and
+   * a `then` of it (once per message: they showed in profiles).
    */
   #ackHandled(held: Held): void {
     if (!this.#unhold(held)) return;
@@ -575,7 +574,7 @@ export class SubscriptionImpl implements EventStream {
     }
     this.#stats.deadLettered++;
     if (delivery.reject) this.#unhold(held);
-    else await this.#ack(held, false);
+    else await this.#ackDeadLetter(held);
     await this.#deadLetters.stored(delivery, letter);
   }
 

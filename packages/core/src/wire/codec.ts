@@ -65,8 +65,10 @@ class Identity {
  * ~4% of decode throughput, where a WeakMap entry cost ~35% and a non-enumerable symbol property ~15%.
  */
 class SourceText extends Identity {
-  /** The text, or for a text holding Python's NaN or Infinity (which JSON.stringify would turn into null), a box
-   * around it: one field, so that attaching it is one map transition. */
+  /**
+   * The text, or for a text holding Python's NaN or Infinity (which JSON.stringify would turn into null), a box
+   * around it: one field, so that attaching it is one map transition.
+   */
   #source: string | { readonly text: string };
   private constructor(target: object, source: string | { readonly text: string }) {
     super(target);

@@ -9,7 +9,7 @@ import type {
   OutgoingMessage,
   SendOutcome,
 } from '../contract.js';
-import { defineBroker } from '../define.js';
+import { defineBroker, SENT } from '../define.js';
 import { SenderLock } from '../sender-lock.js';
 import { append, cut, detach, restore, schedule } from './dispatch.js';
 import { connectionsOf, MemoryHub, topicOf } from './hub.js';
@@ -114,7 +114,7 @@ export function memoryDriver(options: MemoryBrokerOptions = {}): BrokerDriver<Me
       const fits = append(topic, batch, maxRetained);
       const full = `broker full: ${destination} retains ${maxRetained} messages and a group has not consumed them`;
       return batch.map((_, i) =>
-        i < fits ? { ok: true } : fail(new PublishError(SCOPE, full, { code: 'BROKER_FULL' }), true),
+        i < fits ? SENT : fail(new PublishError(SCOPE, full, { code: 'BROKER_FULL' }), true),
       );
     },
     async consume(consumeOptions, sink): Promise<DriverConsumer> {
