@@ -129,6 +129,77 @@ describe('publishing: order, limits, contract errors', () => {
     expect(peak).toBeGreaterThan(1);
   });
 
+  it('sends full batches while the caller is still publishing, once connected, with ordered sends', async () => {
+    const hub = new MemoryHub();
+    const destination = uniq();
+    const inner = memoryDriver({ hub, destination });
+    let publishing = false;
+    let sentWhilePublishing = 0;
+    const driver = {
+      ...wrap(inner, (batch) => {
+        if (publishing) sentWhilePublishing++;
+        return inner.send(batch);
+      }),
+      limits: { ...inner.limits, orderedSends: true },
+    };
+    const broker = defineBroker(driver, { ...quiet, maxBatch: 100 });
+    await broker.ready();
+    publishing = true;
+    const publishes = Array.from({ length: 1_000 }, (_, n) => broker.publish(event('one-sender', n)));
+    publishing = false;
+    // The broker works on the first batches while the caller encodes the rest; at most 8 await their outcome.
+    expect(sentWhilePublishing).toBe(8);
+    await Promise.all(publishes);
+    expect(storedOrder(hub, destination).get('one-sender')).toEqual(
+      Array.from({ length: 1_000 }, (_, n) => n),
+    );
+    await broker.close();
+  });
+
+  it('sends nothing from inside publish() before it is connected, nor where a sender waits for its batch', async () => {
+    for (const connectFirst of [false, true]) {
+      const hub = new MemoryHub();
+      const destination = uniq();
+      const inner = memoryDriver({ hub, destination });
+      let publishing = false;
+      let sentWhilePublishing = 0;
+      // Not connected yet; or connected, without ordered sends: each sender's next events wait for its batch.
+      const driver = {
+        ...wrap(inner, (batch) => {
+          if (publishing) sentWhilePublishing++;
+          return inner.send(batch);
+        }),
+        limits: { ...inner.limits, orderedSends: !connectFirst },
+      };
+      const broker = defineBroker(driver, { ...quiet, maxBatch: 100 });
+      if (connectFirst) await broker.ready();
+      publishing = true;
+      const publishes = Array.from({ length: 1_000 }, (_, n) => broker.publish(event(`s${n % 4}`, n)));
+      publishing = false;
+      expect(sentWhilePublishing, `connected first: ${connectFirst}`).toBe(0);
+      await Promise.all(publishes);
+      expect(hub.messages(destination)).toHaveLength(1_000);
+      await broker.close();
+    }
+  });
+
+  it('gives every message a random (version 4) UUID of its own', async () => {
+    const inner = memoryDriver({ hub: new MemoryHub(), destination: uniq() });
+    const ids: string[] = [];
+    const driver = wrap(inner, (batch) => {
+      for (const message of batch) ids.push(message.id);
+      return inner.send(batch);
+    });
+    const broker = defineBroker(driver, quiet);
+    await Promise.all(Array.from({ length: 5_000 }, (_, n) => broker.publish(event(`s${n % 7}`, n))));
+    await broker.close();
+    expect(new Set(ids).size).toBe(5_000);
+    for (const id of ids)
+      expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    // Every hex digit of the random part turns up: the bytes are not, say, all taken from one position.
+    expect(new Set(ids.join('').replaceAll('-', ''))).toEqual(new Set('0123456789abcdef'));
+  });
+
   it("with ordered sends, sends a sender's later successes again after its failed batch: never reordered", async () => {
     const hub = new MemoryHub();
     const destination = uniq();

@@ -75,6 +75,14 @@ afterAll(async () => {
   raw.disconnect();
 });
 
+/** EVALSHA and EVAL calls the server has counted so far (INFO commandstats). */
+async function evalshaCalls(): Promise<number> {
+  const info = await raw.info('commandstats');
+  let calls = 0;
+  for (const m of info.matchAll(/^cmdstat_(?:evalsha|eval):calls=(\d+)/gm)) calls += Number(m[1]);
+  return calls;
+}
+
 const config = (options: Record<string, unknown>) => ({ source: 'endpoints.yml', type: 'redis', options });
 
 describe('config', () => {
@@ -217,6 +225,64 @@ describe('entries', () => {
     // `~` trims whole radix-tree nodes (100 entries by default): near max_len, never below it.
     expect(length).toBeGreaterThanOrEqual(100);
     expect(length).toBeLessThan(400);
+  });
+
+  it('a batch goes out as script calls of a hundred entries, in publish order, one id per entry', async () => {
+    const stream = newStream('script');
+    const broker = make(stream);
+    const before = await evalshaCalls();
+    await Promise.all(Array.from({ length: 250 }, (_, i) => broker.publish(event(i))));
+    const entries = (await raw.xrange(stream, '-', '+')) as [string, string[]][];
+    expect(entries.map(([, fields]) => JSON.parse(fields[1]!).text)).toEqual(
+      Array.from({ length: 250 }, (_, i) => `hello ${i}`),
+    );
+    expect(entries[0]![1]).toEqual([
+      'body',
+      stringifyEvent(event(0), { format: 'python' }),
+      'event',
+      'user',
+      'sender_id',
+      `${run}-s0`,
+      'message_id',
+      expect.stringMatching(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/),
+    ]);
+    // Three calls or more (other tests may run scripts meanwhile): at least ceil(250 / 100) of them.
+    expect((await evalshaCalls()) - before).toBeGreaterThanOrEqual(3);
+  });
+
+  it('an entry Redis refuses for its content rejects its publish at once, naming the reason', async () => {
+    const stream = newStream('wrongtype');
+    await raw.set(stream, 'not a stream');
+    const broker = make(stream);
+    const started = Date.now();
+    await expect(broker.publish(event(1))).rejects.toThrow(/XADD to .* failed: WRONGTYPE/);
+    // Not retried: a resend cannot fix it.
+    expect(Date.now() - started).toBeLessThan(1_000);
+  });
+
+  it('with a user that may not run scripts: entries are added by pipelined XADD, after one warning', async () => {
+    const stream = newStream('noscript');
+    const user = `${run}-noscript`;
+    await raw.call('ACL', 'SETUSER', user, 'on', '>secret', '~*', '&*', '+@all', '-@scripting');
+    try {
+      const warnings: string[] = [];
+      const url = new URL(REDIS_URL);
+      url.username = user;
+      url.password = 'secret';
+      const broker = make(stream, { url: url.toString(), onWarning: (m) => warnings.push(m) });
+      await Promise.all(Array.from({ length: 250 }, (_, i) => broker.publish(event(i))));
+      await Promise.all(Array.from({ length: 10 }, (_, i) => broker.publish(event(250 + i))));
+      const entries = (await raw.xrange(stream, '-', '+')) as [string, string[]][];
+      expect(entries.map(([, fields]) => JSON.parse(fields[1]!).text)).toEqual(
+        Array.from({ length: 260 }, (_, i) => `hello ${i}`),
+      );
+      const refused = warnings.filter((w) => /refused the publishing script/.test(w));
+      expect(refused).toHaveLength(1);
+      expect(refused[0]).toMatch(/NOPERM.*@scripting/s);
+      expect(warnings.some((w) => /publish failed/.test(w))).toBe(false);
+    } finally {
+      await raw.call('ACL', 'DELUSER', user);
+    }
   });
 
   it('a group replays from the start with from: beginning, and starts at the end by default', async () => {

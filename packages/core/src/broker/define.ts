@@ -4,24 +4,20 @@
  * connection and every reconnect with backoff, resuming consumers, the bounded publish buffer, subscriptions with retries and dead-lettering,
  * graceful drain, idempotent close, and `[parley] [<adapter>]` error prefixes.
  */
-import { randomUUID } from 'node:crypto';
+
 import { BrokerClosedError, BrokerConfigError, ConnectionError, PublishError } from '../errors.js';
 import { eventSchemas } from '../events/schemas.js';
 import { encodeEvent } from '../wire/codec.js';
 import { Connection, messageOf } from './connection.js';
 import type {
-  AnyEvent,
   Broker,
   BrokerDriver,
   BrokerOptions,
   DeadLetterStore,
-  EventEnvelope,
   EventHandler,
   EventHandlers,
   EventStream,
   HealthReport,
-  OutgoingMessage,
-  PublishOptions,
   PublishResult,
   SendOutcome,
   SubscribeOptions,
@@ -76,6 +72,7 @@ export function defineBroker<Client>(
     backoff: options.reconnect ?? { initialMs: 200, maxMs: 5_000 },
     connected:
       options.bufferWhileDisconnected === false ? (): Promise<void> => connection.attempt() : connected,
+    isUp: (): boolean => connection.isUp,
     warn,
   });
 
@@ -83,20 +80,9 @@ export function defineBroker<Client>(
   // The encoder's options, made once (not an object per event).
   const encoding = { format, strict: options.strict === true, allowUnknown: false };
   const encodingUnknown = { ...encoding, allowUnknown: true };
-  const encode = (envelope: EventEnvelope<AnyEvent>, publishOptions?: PublishOptions): OutgoingMessage => {
-    // Bytes straight from the encoder: no string to convert (the python writer fills a pooled slab).
-    const body = encodeEvent(envelope, publishOptions?.allowUnknown === true ? encodingUnknown : encoding);
-    if (!driver.capabilities.headers && publishOptions?.headers && !warnedHeaders) {
-      warnedHeaders = true;
-      warn(`[parley] [${scope}] this broker cannot carry message headers: they are not sent (the event is)`);
-    }
-    return {
-      id: randomUUID(),
-      body,
-      senderId: envelope.sender_id,
-      eventName: envelope.event,
-      headers: publishOptions?.headers ?? NO_HEADERS,
-    };
+  const warnHeaders = (): void => {
+    warnedHeaders = true;
+    warn(`[parley] [${scope}] this broker cannot carry message headers: they are not sent (the event is)`);
   };
 
   const store = (): DeadLetterStore => {
@@ -117,13 +103,16 @@ export function defineBroker<Client>(
     client: driver.client,
 
     publish(envelope, publishOptions) {
-      let message: OutgoingMessage;
+      let body: Uint8Array;
       try {
-        message = encode(envelope, publishOptions);
+        // Bytes straight from the encoder: no string to convert (the python writer fills a pooled slab).
+        body = encodeEvent(envelope, publishOptions?.allowUnknown === true ? encodingUnknown : encoding);
       } catch (error) {
         return Promise.reject(error);
       }
-      return publisher.publish(message);
+      const headers = publishOptions?.headers;
+      if (headers !== undefined && !warnedHeaders && !driver.capabilities.headers) warnHeaders();
+      return publisher.publish(body, envelope.sender_id, envelope.event, headers ?? NO_HEADERS);
     },
 
     publishMany(envelopes, publishOptions) {

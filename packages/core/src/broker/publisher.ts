@@ -16,15 +16,23 @@
 import { BrokerClosedError, BufferFullError, ParleyError, PublishError } from '../errors.js';
 import { backoffDelay, sleep } from './backoff.js';
 import type { BackoffOptions, BrokerDriver, OutgoingMessage, SendOutcome } from './contract.js';
+import { messageId } from './message-id.js';
 
-/** One publish waiting for its outcome. A plain class, not closures: ten thousand may wait at once. */
-class Entry {
+/**
+ * One publish waiting for its outcome, and the message the driver is given: one object, not two (ten thousand may
+ * wait at once, and what they keep alive is what every young-generation collection copies).
+ */
+class Entry implements OutgoingMessage {
+  resolve!: () => void;
+  reject!: (error: Error) => void;
   constructor(
     /** Publish order: failed entries go back in this order. */
     readonly seq: number,
-    readonly message: OutgoingMessage,
-    readonly resolve: () => void,
-    readonly reject: (error: Error) => void,
+    readonly id: string,
+    readonly body: Uint8Array,
+    readonly senderId: string,
+    readonly eventName: string,
+    readonly headers: Readonly<Record<string, string>>,
   ) {}
 }
 
@@ -41,6 +49,8 @@ export interface PublisherOptions {
   readonly backoff: BackoffOptions;
   /** Resolves once the driver is connected (at once while it is). */
   readonly connected: () => Promise<void>;
+  /** Whether the driver is connected now: a full batch may then go out from inside `publish()`. */
+  readonly isUp?: () => boolean;
   readonly warn: (message: string) => void;
 }
 
@@ -114,15 +124,21 @@ export class Publisher {
     return this.#bytes;
   }
 
-  publish(message: OutgoingMessage): Promise<void> {
+  /** Publishes one encoded event; its message id is made here, the same on every resend. */
+  publish(
+    body: Uint8Array,
+    senderId: string,
+    eventName: string,
+    headers: Readonly<Record<string, string>>,
+  ): Promise<void> {
     const scope = this.#driver.name;
     if (this.#closed) return Promise.reject(new BrokerClosedError(scope));
-    const size = message.body.byteLength;
+    const size = body.byteLength;
     if (size > this.#maxMessageBytes) {
       return Promise.reject(
         new PublishError(
           scope,
-          `event of sender "${message.senderId}" is ${size} bytes, over the broker's limit of ${this.#maxMessageBytes} bytes: it was not sent`,
+          `event of sender "${senderId}" is ${size} bytes, over the broker's limit of ${this.#maxMessageBytes} bytes: it was not sent`,
           { code: 'MESSAGE_TOO_LARGE' },
         ),
       );
@@ -135,19 +151,25 @@ export class Publisher {
         new BufferFullError(scope, this.#pending, `${this.#bytes} bytes, limit ${this.#options.bufferBytes}`),
       );
     }
-    return new Promise<void>((resolve, reject) => {
-      this.#pending++;
-      this.#bytes += size;
-      this.#queued(message.senderId, 1);
-      this.#queue.push(new Entry(this.#seq++, message, resolve, reject));
-      this.#blocked = false; // its sender may be free
-      this.#wake(); // a pump waiting for confirms may send this one right away
-      if (!this.#pumping) {
-        this.#pumping = true;
-        // Start on the next microtask, so that a synchronous run of publishes goes out as one batch.
-        queueMicrotask(() => void this.#pump());
-      }
+    const entry = new Entry(this.#seq++, messageId(), body, senderId, eventName, headers);
+    const promise = new Promise<void>((resolve, reject) => {
+      entry.resolve = resolve;
+      entry.reject = reject;
     });
+    this.#pending++;
+    this.#bytes += size;
+    this.#queued(senderId, 1);
+    this.#queue.push(entry);
+    this.#blocked = false; // its sender may be free
+    this.#wake(); // a pump waiting for confirms may send this one right away
+    if (!this.#pumping) {
+      this.#pumping = true;
+      // Start on the next microtask, so that a synchronous run of publishes goes out as one batch.
+      queueMicrotask(() => void this.#pump());
+    }
+    // A full batch goes out at once, while the caller is still publishing: the broker works on it meanwhile.
+    if (this.#queue.length >= this.#maxBatch && this.#mayEagerlySend()) this.#sendBatches();
+    return promise;
   }
 
   /** Resolves once everything published so far has been accepted or has failed. */
@@ -208,39 +230,11 @@ export class Publisher {
         this.failWaiting(error instanceof Error ? error : new Error(String(error)));
         break;
       }
-      while (
-        this.#queue.length > 0 &&
-        this.#retry.length === 0 &&
-        this.#inFlight.size < this.#maxInFlight &&
-        !this.#abort.signal.aborted
-      ) {
-        const batch = this.#take();
-        if (batch.length === 0) {
-          this.#blocked = true; // every waiting sender has a batch in flight
-          break;
-        }
-        this.#inFlight.add(batch);
-        if (this.#orderedSends) {
-          const sent: InFlight = { batch };
-          this.#sent.push(sent);
-          void this.#send(batch).then((outcomes) => {
-            sent.outcomes = outcomes;
-            // In send order: a batch's outcomes wait for those of every batch sent before it.
-            while (this.#sent[0]?.outcomes !== undefined) {
-              const first = this.#sent.shift()!;
-              this.#settle(first.batch, first.outcomes!);
-            }
-          });
-        } else {
-          if (this.#oneBatchPerSender)
-            for (const entry of batch) this.#busySenders.add(entry.message.senderId);
-          void this.#send(batch).then((outcomes) => this.#settle(batch, outcomes));
-        }
-      }
+      this.#sendBatches();
       if (this.#inFlight.size === 0 && this.#retry.length === 0 && this.#queue.length === 0) break;
       await this.#roundDone();
       if (this.#retry.length > 0 && this.#inFlight.size === 0 && !this.#abort.signal.aborted) {
-        for (const entry of this.#retry) this.#queued(entry.message.senderId, 1);
+        for (const entry of this.#retry) this.#queued(entry.senderId, 1);
         this.#queue = mergeBySeq(
           this.#retry.sort((a, b) => a.seq - b.seq),
           this.#queue,
@@ -270,6 +264,53 @@ export class Publisher {
   }
 
   /**
+   * Whether a full batch may go out from inside `publish()`: connected, nothing failed to resend first, room in
+   * flight, and no sender to skip (where one may have a batch in flight, a take scans the queue: not per publish).
+   */
+  #mayEagerlySend(): boolean {
+    return (
+      !this.#oneBatchPerSender &&
+      this.#retry.length === 0 &&
+      this.#failures === 0 &&
+      this.#inFlight.size < this.#maxInFlight &&
+      this.#options.isUp?.() === true &&
+      !this.#abort.signal.aborted
+    );
+  }
+
+  /** Sends batches while there is something to send and room in flight; each settles when its outcomes come. */
+  #sendBatches(): void {
+    while (
+      this.#queue.length > 0 &&
+      this.#retry.length === 0 &&
+      this.#inFlight.size < this.#maxInFlight &&
+      !this.#abort.signal.aborted
+    ) {
+      const batch = this.#take();
+      if (batch.length === 0) {
+        this.#blocked = true; // every waiting sender has a batch in flight
+        break;
+      }
+      this.#inFlight.add(batch);
+      if (this.#orderedSends) {
+        const sent: InFlight = { batch };
+        this.#sent.push(sent);
+        void this.#send(batch).then((outcomes) => {
+          sent.outcomes = outcomes;
+          // In send order: a batch's outcomes wait for those of every batch sent before it.
+          while (this.#sent[0]?.outcomes !== undefined) {
+            const first = this.#sent.shift()!;
+            this.#settle(first.batch, first.outcomes!);
+          }
+        });
+      } else {
+        if (this.#oneBatchPerSender) for (const entry of batch) this.#busySenders.add(entry.senderId);
+        void this.#send(batch).then((outcomes) => this.#settle(batch, outcomes));
+      }
+    }
+  }
+
+  /**
    * The next batch: waiting entries in publish order, skipping senders with a batch in flight, within the
    * driver's limits on messages and bytes per batch.
    */
@@ -280,13 +321,13 @@ export class Publisher {
       // Fast path: no sender to skip (none is, with ordered sends).
       let n = 0;
       while (n < this.#queue.length && n < this.#maxBatch) {
-        const size = this.#queue[n]!.message.body.byteLength;
+        const size = this.#queue[n]!.body.byteLength;
         if (n > 0 && bytes + size > this.#maxBatchBytes) break;
         bytes += size;
         n++;
       }
       const taken = this.#queue.splice(0, n);
-      for (const entry of taken) this.#queued(entry.message.senderId, -1);
+      for (const entry of taken) this.#queued(entry.senderId, -1);
       return taken;
     }
     // Every sender with events waiting has a batch in flight: nothing to take, and no need to scan the queue for it
@@ -308,14 +349,11 @@ export class Publisher {
     // Scans until the batch is full: what follows stays queued as it is (copied once, not entry by entry).
     for (; i < queue.length && batch.length < this.#maxBatch; i++) {
       const entry = queue[i]!;
-      const size = entry.message.body.byteLength;
-      if (
-        this.#busySenders.has(entry.message.senderId) ||
-        (batch.length > 0 && bytes + size > this.#maxBatchBytes)
-      ) {
+      const size = entry.body.byteLength;
+      if (this.#busySenders.has(entry.senderId) || (batch.length > 0 && bytes + size > this.#maxBatchBytes)) {
         if (first >= 0) skipped.push(entry);
         // A sender skipped once stays skipped: its later events must not overtake this one.
-        this.#busySenders.add(entry.message.senderId);
+        this.#busySenders.add(entry.senderId);
         continue;
       }
       if (first < 0) first = i;
@@ -324,11 +362,10 @@ export class Publisher {
     }
     // Senders marked busy only to be skipped in this scan are free again.
     this.#busySenders.clear();
-    for (const inFlight of this.#inFlight)
-      for (const e of inFlight) this.#busySenders.add(e.message.senderId);
+    for (const inFlight of this.#inFlight) for (const e of inFlight) this.#busySenders.add(e.senderId);
     // What was not taken, in publish order. Nothing taken: the queue stays as it is.
     if (first >= 0) this.#queue = queue.slice(0, first).concat(skipped, queue.slice(i));
-    for (const entry of batch) this.#queued(entry.message.senderId, -1);
+    for (const entry of batch) this.#queued(entry.senderId, -1);
     return batch;
   }
 
@@ -346,7 +383,7 @@ export class Publisher {
   #settle(batch: Entry[], outcomes: readonly SendOutcome[]): void {
     if (!this.#inFlight.delete(batch)) return; // rejected by close() meanwhile
     this.#blocked = false;
-    for (const entry of batch) this.#busySenders.delete(entry.message.senderId);
+    for (const entry of batch) this.#busySenders.delete(entry.senderId);
     if (outcomes.length !== batch.length) {
       // A driver bug, not an outage: retrying would loop forever and blame the broker at close.
       const error = new ParleyError(
@@ -362,7 +399,7 @@ export class Publisher {
     for (let i = 0; i < batch.length; i++) {
       const entry = batch[i]!;
       let outcome = outcomes[i]!;
-      const sender = entry.message.senderId;
+      const sender = entry.senderId;
       const demoted = outcome.ok && this.#failedSenders.size > 0 && this.#failedSenders.has(sender);
       if (demoted) {
         // Sent after an event of its sender that failed (ordered sends): again, after it.
@@ -390,13 +427,13 @@ export class Publisher {
 
   #resolve(entry: Entry): void {
     this.#pending--;
-    this.#bytes -= entry.message.body.byteLength;
+    this.#bytes -= entry.body.byteLength;
     entry.resolve();
   }
 
   #reject(entry: Entry, error: Error): void {
     this.#pending--;
-    this.#bytes -= entry.message.body.byteLength;
+    this.#bytes -= entry.body.byteLength;
     entry.reject(error);
   }
 
@@ -431,7 +468,7 @@ export class Publisher {
   /** A driver that throws instead of returning outcomes has lost its connection: every message is retryable. */
   async #send(batch: Entry[]): Promise<readonly SendOutcome[]> {
     try {
-      return await this.#driver.send(batch.map((entry) => entry.message));
+      return await this.#driver.send(batch);
     } catch (error) {
       const cause = error instanceof Error ? error : new Error(String(error));
       return batch.map(() => ({ ok: false, retryable: true, error: cause }));
