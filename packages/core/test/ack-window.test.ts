@@ -90,3 +90,49 @@ describe('AckWindow', () => {
     expect(window.pending()).toEqual([next]);
   });
 });
+
+describe('Holding', () => {
+  it('watches a shared revocation signal with one listener for good, however often its held set empties', async () => {
+    const { Holding, held } = await import('../src/broker/held.js');
+    const lost: unknown[] = [];
+    const holding = new Holding((h) => lost.push(h));
+    const partition = new AbortController();
+    let added = 0;
+    let removed = 0;
+    const add = partition.signal.addEventListener.bind(partition.signal);
+    const remove = partition.signal.removeEventListener.bind(partition.signal);
+    partition.signal.addEventListener = ((...args: Parameters<typeof add>) => {
+      added++;
+      add(...args);
+    }) as typeof add;
+    partition.signal.removeEventListener = ((...args: Parameters<typeof remove>) => {
+      removed++;
+      remove(...args);
+    }) as typeof remove;
+    const delivery = (id: string) =>
+      ({
+        id,
+        body: new Uint8Array(0),
+        headers: {},
+        senderId: undefined,
+        redelivered: false,
+        revoked: partition.signal,
+        ack: async () => {},
+        release: async () => {},
+      }) as Parameters<typeof held>[0];
+    // One at a time, as a fast handler acknowledges each before the next arrives.
+    for (let i = 0; i < 100; i++) {
+      const h = held(delivery(String(i)), 1);
+      holding.start(h);
+      expect(holding.stop(h)).toBe(true);
+    }
+    expect(added).toBe(1);
+    expect(removed).toBe(0);
+    // Revoked: only what is held then is lost, once.
+    const still = held(delivery('still'), 1);
+    holding.start(still);
+    partition.abort();
+    partition.abort();
+    expect(lost).toEqual([still]);
+  });
+});

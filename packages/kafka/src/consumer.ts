@@ -160,8 +160,16 @@ export async function joinGroup(
       asked = seeks;
       return false;
     };
+    // Offsets are resolved once per run of messages handed over (before each await and return), not per message:
+    // kafkajs parses each one into a Long (it showed in profiles). What is resolved is the same.
+    let resolved: string | undefined;
+    const resolveRun = (): void => {
+      if (resolved === undefined) return;
+      resolveOffset(resolved);
+      resolved = undefined;
+    };
     for (const message of batch.messages) {
-      if (!isRunning() || stale() || stopped) return;
+      if (!isRunning() || stale() || stopped) return resolveRun();
       const offset = Number(message.offset);
       let state = partitions.get(partition);
       if (!state) {
@@ -178,17 +186,18 @@ export async function joinGroup(
       // back to the released offset: what is still held was delivered once already; only released ones go again.
       const again = offset < state.window.end;
       if (again && !state.released.has(offset)) {
-        resolveOffset(message.offset);
+        resolved = message.offset;
         continue;
       }
       const redriveGroup = redriveGroupOf(message);
       if (!again && redriveGroup !== undefined && redriveGroup !== group) {
         // A dead letter redriven to another group: not this group's to handle.
         state.window.skip(offset + 1);
-        resolveOffset(message.offset);
+        resolved = message.offset;
         continue;
       }
       while (unacked >= readAhead && isRunning() && !stale() && !stopped) {
+        resolveRun();
         await new Promise<void>((resolve) => {
           const timer = setTimeout(done, Math.min(1_000, settings.heartbeatIntervalMs));
           timer.unref();
@@ -203,16 +212,17 @@ export async function joinGroup(
         await heartbeat();
         asked = -1;
       }
-      if (!isRunning() || stale() || stopped || partitions.get(partition) !== state) return;
+      if (!isRunning() || stale() || stopped || partitions.get(partition) !== state) return resolveRun();
       if (again) state.released.delete(offset);
       else state.window.add(offset, offset + 1);
       state.held.add(offset);
       unacked++;
-      const delivery = new KafkaDelivery(holder, state, message, again);
-      resolveOffset(message.offset);
+      const delivery = new KafkaDelivery(holder, state, message, offset, again);
+      resolved = message.offset;
       // deliver is never synchronous with consume: eachBatch runs on kafkajs's fetch loop.
       sink.deliver(delivery);
     }
+    resolveRun();
     await heartbeat();
   };
 
@@ -295,12 +305,12 @@ class KafkaDelivery implements Delivery {
   readonly revoked: AbortSignal;
   readonly #member: Member;
   readonly #state: PartitionState;
-  readonly #offset: string;
+  readonly #offset: number;
 
-  constructor(member: Member, state: PartitionState, message: KafkaMessage, again: boolean) {
+  constructor(member: Member, state: PartitionState, message: KafkaMessage, offset: number, again: boolean) {
     this.#member = member;
     this.#state = state;
-    this.#offset = message.offset;
+    this.#offset = offset;
     this.id = `${state.partition}:${message.offset}`;
     this.body = message.value ?? EMPTY;
     this.headers = headersOf(message.headers);
@@ -310,24 +320,27 @@ class KafkaDelivery implements Delivery {
     this.revoked = state.revoked.signal;
   }
 
-  async ack(): Promise<void> {
+  /** Not an async function: the tick's commit promise is shared by every ack it carries, not wrapped per ack. */
+  ack(): Promise<void> {
     const state = this.#state;
-    const offset = Number(this.#offset);
-    if (!this.#member.settle(state, offset)) return;
-    if (state.window.ack(offset) && this.#member.current(state)) await this.#member.commit(state.partition);
+    const offset = this.#offset;
+    if (!this.#member.settle(state, offset)) return RESOLVED;
+    if (state.window.ack(offset) && this.#member.current(state)) return this.#member.commit(state.partition);
+    return RESOLVED;
   }
 
   async release(): Promise<void> {
     // A partition is a log: a released message stays unacknowledged in its window (holding the commit) and the
     // consumer seeks back to it, so it is fetched and delivered again; newer held ones are skipped.
     const state = this.#state;
-    if (!this.#member.settle(state, Number(this.#offset)) || !this.#member.current(state)) return;
-    state.released.add(Number(this.#offset));
-    this.#member.seek(state.partition, this.#offset);
+    if (!this.#member.settle(state, this.#offset) || !this.#member.current(state)) return;
+    state.released.add(this.#offset);
+    this.#member.seek(state.partition, String(this.#offset));
   }
 }
 
 const EMPTY = new Uint8Array(0);
+const RESOLVED = Promise.resolve();
 
 /**
  * `from: 'latest'` for a new group means "from when it subscribed", not "from its first fetch" (kafkajs resolves

@@ -19,14 +19,42 @@ const REDRIVEN = 'x-parley-redriven';
 /** How long reading the dead-letter topic to its end may take (a join, then the fetches). */
 const READ_TIMEOUT_MS = 60_000;
 
-export function headersOf(raw: IHeaders | undefined): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(raw ?? {})) {
+export function headersOf(raw: IHeaders | undefined): Readonly<Record<string, string>> {
+  let out: Record<string, string> | undefined;
+  let only: string | undefined;
+  for (const k in raw) {
+    const v = raw[k];
     if (v === undefined) continue;
     const value = Array.isArray(v) ? v.at(-1) : v;
-    if (value !== undefined) out[k] = value.toString();
+    if (value === undefined) continue;
+    if (out === undefined && only === undefined) {
+      only = k;
+      continue;
+    }
+    out ??= { [only!]: textOf(raw[only!]!) };
+    out[k] = value.toString();
   }
-  return out;
+  if (out !== undefined) return out;
+  if (only === undefined) return NO_HEADERS;
+  return oneHeader(only, textOf(raw![only]!));
+}
+
+const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
+
+function textOf(v: NonNullable<IHeaders[string]>): string {
+  const value = Array.isArray(v) ? v.at(-1)! : v;
+  return value.toString();
+}
+
+/**
+ * Messages with a single header (`RASA_ENVIRONMENT`, on every message Rasa and Parley write) share one frozen
+ * object while name and value stay the same, rather than an object each.
+ */
+let single: { name: string; value: string; headers: Readonly<Record<string, string>> } | undefined;
+function oneHeader(name: string, value: string): Readonly<Record<string, string>> {
+  if (single?.value !== value || single.name !== name)
+    single = { name, value, headers: Object.freeze({ [name]: value }) };
+  return single.headers;
 }
 
 /** The group a redriven message is meant for, when it is one. */

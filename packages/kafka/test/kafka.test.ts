@@ -259,6 +259,26 @@ describe('wire: what Rasa writes', () => {
   });
 });
 
+describe('headers of consumed messages', () => {
+  it('messages with the same single header share one frozen object; others get their own', async () => {
+    const { headersOf } = await import('../src/dead-letters.js');
+    const env = (value: string) => ({ RASA_ENVIRONMENT: Buffer.from(value) });
+    const a = headersOf(env('production'));
+    expect(a).toEqual({ RASA_ENVIRONMENT: 'production' });
+    expect(Object.isFrozen(a)).toBe(true);
+    expect(headersOf(env('production'))).toBe(a);
+    expect(headersOf(env('staging'))).toEqual({ RASA_ENVIRONMENT: 'staging' });
+    expect(
+      headersOf({ RASA_ENVIRONMENT: Buffer.from('x'), trace: [Buffer.from('1'), Buffer.from('2')] }),
+    ).toEqual({
+      RASA_ENVIRONMENT: 'x',
+      trace: '2',
+    });
+    expect(headersOf({ gone: undefined, only: Buffer.from('v') })).toEqual({ only: 'v' });
+    expect(headersOf(undefined)).toEqual({});
+  });
+});
+
 describe('consumer group', () => {
   it('reads from the beginning for a new group, commits, and a second subscription of the group resumes', async () => {
     const topic = fresh('consume');

@@ -63,10 +63,13 @@ export function revokeHeld(held: Held, reason: Error): void {
 
 /**
  * What a subscription holds, with one listener per revocation signal however many deliveries share it (a channel's,
- * a partition's): a listener per delivery made every add and remove walk the signal's list of listeners.
+ * a partition's): a listener per delivery made every add and remove walk the signal's list of listeners. The
+ * listener stays while the signal lives, even with nothing held: one that came and went as a partition's held set
+ * emptied and filled again cost an add and a remove every few messages. Signals are weakly keyed, so a channel's or
+ * partition's that is gone leaves nothing behind.
  */
 export class Holding {
-  readonly #watched = new Map<AbortSignal, { readonly held: Set<Held>; readonly onAbort: () => void }>();
+  readonly #watched = new WeakMap<AbortSignal, Set<Held>>();
   /** One renewal timer per lease duration, however many deliveries: a timer per delivery showed in profiles. */
   readonly #renewals = new Map<number, Renewals>();
   readonly #lost: (held: Held, error?: unknown) => void;
@@ -107,23 +110,22 @@ export class Holding {
     let watched = this.#watched.get(signal);
     if (watched === undefined) {
       const set = new Set<Held>();
-      const onAbort = (): void => {
-        this.#watched.delete(signal);
-        for (const each of [...set]) this.#lost(each);
-      };
-      watched = { held: set, onAbort };
-      this.#watched.set(signal, watched);
-      signal.addEventListener('abort', onAbort, { once: true });
+      this.#watched.set(signal, set);
+      signal.addEventListener(
+        'abort',
+        () => {
+          this.#watched.delete(signal);
+          for (const each of [...set]) this.#lost(each);
+        },
+        { once: true },
+      );
+      watched = set;
     }
-    watched.held.add(held);
+    watched.add(held);
   }
 
-  /** Removed once none is held: a channel's signal would otherwise keep every delivery it ever made. */
   #unwatch(signal: AbortSignal, held: Held): void {
-    const watched = this.#watched.get(signal);
-    if (watched === undefined || !watched.held.delete(held) || watched.held.size > 0) return;
-    this.#watched.delete(signal);
-    signal.removeEventListener('abort', watched.onAbort);
+    this.#watched.get(signal)?.delete(held);
   }
 }
 
