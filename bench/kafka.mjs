@@ -154,7 +154,7 @@ export async function run(options = {}) {
         consume: rawConsume,
       },
       // Each measurement uses a fresh topic: 10,000 events ≈ 4 MB over 4 partitions, under the mock's ~5 MB each.
-      options: { events: 10_000, runs: 5, ...options },
+      options: { events: 10_000, runs: 7, ...options },
     });
     console.log('');
     verdict('publish', result.publishRatio, result.publishRatios, 0.9);

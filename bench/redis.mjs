@@ -142,7 +142,7 @@ export async function run(options = {}) {
         publish: rawPublish,
         consume: rawConsume,
       },
-      options: { events: 10_000, runs: 5, ...options },
+      options: { events: 10_000, runs: 7, ...options },
     });
     console.log('');
     verdict('publish', result.publishRatio, result.publishRatios, 0.9);

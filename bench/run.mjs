@@ -8,6 +8,7 @@
 //                                 printed output into its package's README, and a summary of the ratios into the root
 //   pnpm bench -- codec --wall    time the codec by the wall clock, not by the process's CPU time
 //   pnpm bench -- codec --thread  time it by the main thread's CPU time (Linux)
+import { fork } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import * as codec from './codec.mjs';
 import * as embedded from './embedded.mjs';
@@ -44,13 +45,8 @@ if (wants('embedded') || wants('memory') || wants('file')) {
 const summary = [];
 for (const name of ['amqp', 'kafka', 'redis', 'sqs']) {
   if (!wants(name)) continue;
-  const options =
-    name === 'amqp'
-      ? { events: 1_000, runs: 1, seconds: 1, pikaEvents: 500, pikaRuns: 1 }
-      : { events: 1_000, runs: 1, seconds: 1 };
-  const { result, output } = await capturing(async () =>
-    (await import(`./${name}.mjs`)).run(quick ? options : {}),
-  );
+  // Each adapter in a Node process of its own (see adapter.mjs).
+  const { result, output } = await inChild(name);
   if (result) summary.push({ name, target: name === 'amqp' ? 0.95 : 0.9, result });
   if (args.includes('--readme') && result) {
     writeBlock(`../packages/${name}/README.md`, 'bench', `\`\`\`\n${output.join('\n').trim()}\n\`\`\``);
@@ -58,6 +54,36 @@ for (const name of ['amqp', 'kafka', 'redis', 'sqs']) {
 }
 if (args.includes('--readme') && summary.length > 0)
   writeBlock('../README.md', 'adapters-bench', summaryTable());
+
+/** Runs adapter.mjs for one adapter in a child process, printing its output as it comes and keeping it. */
+function inChild(name) {
+  return new Promise((resolve, reject) => {
+    const child = fork(new URL('./adapter.mjs', import.meta.url), [name, ...(quick ? ['--quick'] : [])], {
+      execArgv: ['--expose-gc'],
+      stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
+    });
+    const output = [];
+    let pending = '';
+    child.stdout.on('data', (chunk) => {
+      process.stdout.write(chunk);
+      pending += chunk.toString('utf8');
+      const lines = pending.split('\n');
+      pending = lines.pop();
+      output.push(...lines);
+    });
+    let result;
+    child.on('message', (message) => {
+      result = message.result ?? undefined;
+      if (message.exitCode) process.exitCode = message.exitCode;
+    });
+    child.once('error', reject);
+    child.once('exit', (code) => {
+      if (pending) output.push(pending);
+      if (code !== 0) process.exitCode = code ?? 1;
+      resolve({ result, output });
+    });
+  });
+}
 
 /** Runs `fn`, printing as usual and keeping what it printed. */
 async function capturing(fn) {
@@ -91,7 +117,7 @@ function summaryTable() {
       )} | ≥ ${target}× |`,
   );
   return [
-    `Node ${process.version}; ratios of the medians of alternating runs of 10,000 events, each adapter beside its raw client in the same run (\`./pnpm bench -- --readme\` writes this table).`,
+    `Node ${process.version}; ratios of the medians of alternating runs of 10,000 events, each adapter beside its raw client in the same run, in a process of its own (\`./pnpm bench -- --readme\` writes this table).`,
     '',
     '| adapter | publish | consume | target |',
     '|---|---|---|---|',

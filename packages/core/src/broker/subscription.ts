@@ -74,6 +74,11 @@ export class SubscriptionImpl implements EventStream {
   readonly #brokerRetry: boolean;
   /** Aborted by close(): handlers see it in their context, backoff waits end early. */
   readonly #closing = new AbortController();
+  /**
+   * `#closing` aborted, as a plain field for the per-message paths: an AbortSignal's shape changes with what is done
+   * to it (listeners, max listeners), and reading `aborted` on a new subscription's signal deoptimized them.
+   */
+  #closed = false;
   #consumer: DriverConsumer | undefined;
   /** Bumped each time the consumer is (re)started. */
   #consumerId = 0;
@@ -176,6 +181,7 @@ export class SubscriptionImpl implements EventStream {
 
   close(): Promise<void> {
     this.#closePromise ??= (async () => {
+      this.#closed = true;
       this.#closing.abort();
       await this.ready.catch(() => undefined);
       await this.#resuming;
@@ -314,7 +320,7 @@ export class SubscriptionImpl implements EventStream {
     this.#stats.received++;
     if (delivery.redelivered) this.#stats.redelivered++;
     const held = holding(delivery, consumer);
-    if (this.#closing.signal.aborted || consumer !== this.#consumerId) {
+    if (this.#closed || consumer !== this.#consumerId) {
       void this.#release(held, UNTRIED);
       return;
     }
@@ -343,7 +349,7 @@ export class SubscriptionImpl implements EventStream {
 
   /** Starts handlers while slots are free. */
   #dispatch(): void {
-    while (this.#running < this.#concurrency && this.#ready.length > 0 && !this.#closing.signal.aborted) {
+    while (this.#running < this.#concurrency && this.#ready.length > 0 && !this.#closed) {
       const held = this.#ready.shift()!;
       if (held.settled) {
         this.#next(held);
@@ -361,7 +367,7 @@ export class SubscriptionImpl implements EventStream {
    */
   #handleFirst(held: Held): void {
     const attempt = this.#firstAttempt(held.delivery);
-    if (attempt > this.#maxAttempts || this.#closing.signal.aborted) {
+    if (attempt > this.#maxAttempts || this.#closed) {
       this.#track(this.#run(held));
       return;
     }
