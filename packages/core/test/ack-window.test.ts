@@ -128,6 +128,9 @@ describe('Holding', () => {
     }
     expect(added).toBe(1);
     expect(removed).toBe(0);
+    // Nothing held once the current callbacks are done: the listener goes, and the signal is not kept.
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(removed).toBe(1);
     // Revoked: only what is held then is lost, once.
     const still = held(delivery('still'), 1);
     holding.start(still);

@@ -27,6 +27,7 @@ import {
   deadLetterHeaders,
   defineBroker,
   dumpsPython,
+  hasHeaders,
   makeLog,
   type OutgoingMessage,
   PublishError,
@@ -98,6 +99,8 @@ export function kafkaDriver(
 ): BrokerDriver<KafkaClient> {
   const { topic } = settings;
   const rasaEnvironment = process.env.RASA_ENVIRONMENT ?? 'RASA_ENVIRONMENT_NOT_SET';
+  /** The headers of a message published without any of its own (most): one object for all (kafkajs only reads it). */
+  const environmentOnly = Object.freeze({ RASA_ENVIRONMENT: rasaEnvironment });
   let kafka: Kafka | undefined;
   let producer: Producer | undefined;
   let connected = false;
@@ -140,7 +143,7 @@ export function kafkaDriver(
       key: settings.partitionBySender ? Buffer.from(m.senderId, 'utf8') : null,
       value: Buffer.from(m.body.buffer, m.body.byteOffset, m.body.byteLength),
       // Rasa sends exactly this header; Parley's own (publish options) travel beside it.
-      headers: { ...m.headers, RASA_ENVIRONMENT: rasaEnvironment },
+      headers: hasHeaders(m.headers) ? { ...m.headers, RASA_ENVIRONMENT: rasaEnvironment } : environmentOnly,
     };
   };
 

@@ -63,13 +63,15 @@ export function revokeHeld(held: Held, reason: Error): void {
 
 /**
  * What a subscription holds, with one listener per revocation signal however many deliveries share it (a channel's,
- * a partition's): a listener per delivery made every add and remove walk the signal's list of listeners. The
- * listener stays while the signal lives, even with nothing held: one that came and went as a partition's held set
- * emptied and filled again cost an add and a remove every few messages. Signals are weakly keyed, so a channel's or
- * partition's that is gone leaves nothing behind.
+ * a partition's): a listener per delivery made every add and remove walk the signal's list of listeners. A signal
+ * none of whose deliveries is held any more loses its listener at the next sweep (once the current I/O callbacks
+ * are done), not at once: a partition's held set empties and fills again every few messages, and an add and a
+ * remove each time showed in profiles.
  */
 export class Holding {
-  readonly #watched = new WeakMap<AbortSignal, Set<Held>>();
+  readonly #watched = new Map<AbortSignal, { readonly held: Set<Held>; readonly onAbort: () => void }>();
+  /** Signals whose held set emptied since the last sweep. */
+  readonly #idle = new Set<AbortSignal>();
   /** One renewal timer per lease duration, however many deliveries: a timer per delivery showed in profiles. */
   readonly #renewals = new Map<number, Renewals>();
   readonly #lost: (held: Held, error?: unknown) => void;
@@ -110,23 +112,35 @@ export class Holding {
     let watched = this.#watched.get(signal);
     if (watched === undefined) {
       const set = new Set<Held>();
-      this.#watched.set(signal, set);
-      signal.addEventListener(
-        'abort',
-        () => {
-          this.#watched.delete(signal);
-          for (const each of [...set]) this.#lost(each);
-        },
-        { once: true },
-      );
-      watched = set;
+      const onAbort = (): void => {
+        this.#watched.delete(signal);
+        this.#idle.delete(signal);
+        for (const each of [...set]) this.#lost(each);
+      };
+      watched = { held: set, onAbort };
+      this.#watched.set(signal, watched);
+      signal.addEventListener('abort', onAbort, { once: true });
     }
-    watched.add(held);
+    watched.held.add(held);
   }
 
   #unwatch(signal: AbortSignal, held: Held): void {
-    this.#watched.get(signal)?.delete(held);
+    const watched = this.#watched.get(signal);
+    if (watched === undefined || !watched.held.delete(held) || watched.held.size > 0) return;
+    if (this.#idle.size === 0) setImmediate(this.#sweep);
+    this.#idle.add(signal);
   }
+
+  /** Removes the listeners of signals still without a held delivery: a channel's would otherwise outlive it here. */
+  readonly #sweep = (): void => {
+    for (const signal of this.#idle) {
+      const watched = this.#watched.get(signal);
+      if (watched === undefined || watched.held.size > 0) continue;
+      this.#watched.delete(signal);
+      signal.removeEventListener('abort', watched.onAbort);
+    }
+    this.#idle.clear();
+  };
 }
 
 /** The held deliveries of one lease duration, renewed by one timer that ticks every `every` ms while any is held. */
