@@ -244,14 +244,30 @@ export async function startSentinel(): Promise<{
  * A master, a replica and 3 sentinels (quorum 2, master down after 1 s), on free ports, for failover: what Redis's
  * asynchronous replication means for a resolved publish.
  */
-export async function startSentinelSet(): Promise<{
+export interface SentinelSet {
   readonly sentinels: readonly string[];
   readonly master: OwnServer;
   readonly replica: OwnServer;
   /** The address the sentinels give for the master now. */
   masterAddress(): string;
   stop(): Promise<void>;
-}> {
+}
+
+/**
+ * {@link startSentinelSetOnce}, once more on fresh ports if the first set never settles: on a loaded machine (CI runs
+ * every package's tests at once) a port found free can be taken before a sentinel binds it, and a sentinel that
+ * could not bind never joins the others.
+ */
+export async function startSentinelSet(): Promise<SentinelSet> {
+  try {
+    return await startSentinelSetOnce();
+  } catch (error) {
+    console.log(`[redis] ${(error as Error).message}; starting the set again on fresh ports`);
+    return startSentinelSetOnce();
+  }
+}
+
+async function startSentinelSetOnce(): Promise<SentinelSet> {
   // Redis 7 waits 5 s before a replica's first (diskless) sync: no wait here, and the replica in sync before it resolves.
   const master = await startOwnServer(['--appendonly', 'no', '--repl-diskless-sync-delay', '0']);
   const replica = await startOwnServer([
@@ -302,7 +318,15 @@ export async function startSentinelSet(): Promise<{
       const link = execFileSync('redis-cli', ['-p', String(replica.port), 'info', 'replication']).toString();
       if (infos.every((info) => /slaves=1,sentinels=3/.test(info)) && link.includes('master_link_status:up'))
         break;
-      if (Date.now() > deadline) throw new Error('[parley] [redis] the test sentinels never saw each other');
+      if (Date.now() > deadline) {
+        const seen = infos.map(
+          (info, i) => `${ports[i]}: ${/master0:[^\r\n]*/.exec(info)?.[0] ?? 'no master'}`,
+        );
+        const exited = children.filter((child) => child.exitCode !== null).length;
+        throw new Error(
+          `[parley] [redis] the test sentinels never saw each other (${seen.join('; ')}; ${exited} sentinel(s) exited; replica link ${/master_link_status:\w+/.exec(link)?.[0] ?? '?'})`,
+        );
+      }
       await new Promise((r) => setTimeout(r, 100));
     }
   } catch (error) {

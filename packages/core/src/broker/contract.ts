@@ -342,6 +342,10 @@ export interface PublishLimits {
    * then sent back to back, without waiting for the previous one's outcome. Core reads the outcomes in send order,
    * and once a message failed retryably, reports its sender's later messages in later batches failed too (they are
    * sent again after it: duplicates, never reordering), as a driver does within a batch. Default false.
+   *
+   * With ordered sends (or `capabilities.ordering: 'none'`), `send()` may also be called from inside a caller's
+   * `publish()`, once a full batch waits and the driver is connected: the broker works on it while the caller is
+   * still publishing. Whatever `send()` does before its first await then runs in the caller's call.
    */
   readonly orderedSends?: boolean;
   /** The largest body the broker takes: a bigger event's publish rejects at once, naming the limit. */
