@@ -51,6 +51,30 @@ function wrap(
   return { ...inner, name: 'wrapped', send: (batch) => send(batch, ++calls) };
 }
 
+/** The memory driver (with `orderedSends` as given), counting the sends made inside a synchronous run of publishes. */
+function countingSends(inner: BrokerDriver<MemoryHub>, orderedSends: boolean) {
+  let publishing = false;
+  const counted = {
+    sent: 0,
+    driver: {
+      ...wrap(inner, (batch) => {
+        if (publishing) counted.sent++;
+        return inner.send(batch);
+      }),
+      limits: { ...inner.limits, orderedSends },
+    },
+    whilePublishing<T>(run: () => T): T {
+      publishing = true;
+      try {
+        return run();
+      } finally {
+        publishing = false;
+      }
+    },
+  };
+  return counted;
+}
+
 /**
  * Publishes 400 events in batches of 10 through the memory driver (with `overrides` on it), each send taking 5 ms;
  * returns the most sends awaiting their outcome at once.
@@ -132,23 +156,14 @@ describe('publishing: order, limits, contract errors', () => {
   it('sends full batches while the caller is still publishing, once connected, with ordered sends', async () => {
     const hub = new MemoryHub();
     const destination = uniq();
-    const inner = memoryDriver({ hub, destination });
-    let publishing = false;
-    let sentWhilePublishing = 0;
-    const driver = {
-      ...wrap(inner, (batch) => {
-        if (publishing) sentWhilePublishing++;
-        return inner.send(batch);
-      }),
-      limits: { ...inner.limits, orderedSends: true },
-    };
-    const broker = defineBroker(driver, { ...quiet, maxBatch: 100 });
+    const counted = countingSends(memoryDriver({ hub, destination }), true);
+    const broker = defineBroker(counted.driver, { ...quiet, maxBatch: 100 });
     await broker.ready();
-    publishing = true;
-    const publishes = Array.from({ length: 1_000 }, (_, n) => broker.publish(event('one-sender', n)));
-    publishing = false;
+    const publishes = counted.whilePublishing(() =>
+      Array.from({ length: 1_000 }, (_, n) => broker.publish(event('one-sender', n))),
+    );
     // The broker works on the first batches while the caller encodes the rest; at most 8 await their outcome.
-    expect(sentWhilePublishing).toBe(8);
+    expect(counted.sent).toBe(8);
     await Promise.all(publishes);
     expect(storedOrder(hub, destination).get('one-sender')).toEqual(
       Array.from({ length: 1_000 }, (_, n) => n),
@@ -160,23 +175,14 @@ describe('publishing: order, limits, contract errors', () => {
     for (const connectFirst of [false, true]) {
       const hub = new MemoryHub();
       const destination = uniq();
-      const inner = memoryDriver({ hub, destination });
-      let publishing = false;
-      let sentWhilePublishing = 0;
       // Not connected yet; or connected, without ordered sends: each sender's next events wait for its batch.
-      const driver = {
-        ...wrap(inner, (batch) => {
-          if (publishing) sentWhilePublishing++;
-          return inner.send(batch);
-        }),
-        limits: { ...inner.limits, orderedSends: !connectFirst },
-      };
-      const broker = defineBroker(driver, { ...quiet, maxBatch: 100 });
+      const counted = countingSends(memoryDriver({ hub, destination }), !connectFirst);
+      const broker = defineBroker(counted.driver, { ...quiet, maxBatch: 100 });
       if (connectFirst) await broker.ready();
-      publishing = true;
-      const publishes = Array.from({ length: 1_000 }, (_, n) => broker.publish(event(`s${n % 4}`, n)));
-      publishing = false;
-      expect(sentWhilePublishing, `connected first: ${connectFirst}`).toBe(0);
+      const publishes = counted.whilePublishing(() =>
+        Array.from({ length: 1_000 }, (_, n) => broker.publish(event(`s${n % 4}`, n))),
+      );
+      expect(counted.sent, `connected first: ${connectFirst}`).toBe(0);
       await Promise.all(publishes);
       expect(hub.messages(destination)).toHaveLength(1_000);
       await broker.close();

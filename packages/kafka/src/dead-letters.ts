@@ -20,31 +20,27 @@ const REDRIVEN = 'x-parley-redriven';
 const READ_TIMEOUT_MS = 60_000;
 
 export function headersOf(raw: IHeaders | undefined): Readonly<Record<string, string>> {
+  let count = 0;
+  let first = '';
+  let firstValue = '';
   let out: Record<string, string> | undefined;
-  let only: string | undefined;
   for (const k in raw) {
     const v = raw[k];
-    if (v === undefined) continue;
     const value = Array.isArray(v) ? v.at(-1) : v;
     if (value === undefined) continue;
-    if (out === undefined && only === undefined) {
-      only = k;
+    const text = value.toString();
+    if (count++ === 0) {
+      first = k;
+      firstValue = text;
       continue;
     }
-    out ??= { [only!]: textOf(raw[only!]!) };
-    out[k] = value.toString();
+    out ??= { [first]: firstValue };
+    out[k] = text;
   }
-  if (out !== undefined) return out;
-  if (only === undefined) return NO_HEADERS;
-  return oneHeader(only, textOf(raw![only]!));
+  return out ?? (count === 0 ? NO_HEADERS : oneHeader(first, firstValue));
 }
 
 const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
-
-function textOf(v: NonNullable<IHeaders[string]>): string {
-  const value = Array.isArray(v) ? v.at(-1)! : v;
-  return value.toString();
-}
 
 /**
  * Messages with a single header (`RASA_ENVIRONMENT`, on every message Rasa and Parley write) share one frozen

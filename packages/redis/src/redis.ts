@@ -38,7 +38,13 @@ import {
   type StoredDeadLetter,
   splitBrokerOptions,
 } from '@parley/core';
-import { Cluster, type RedisOptions as IORedisOptions, Redis, ReplyError } from 'ioredis';
+import {
+  type ChainableCommander,
+  Cluster,
+  type RedisOptions as IORedisOptions,
+  Redis,
+  ReplyError,
+} from 'ioredis';
 import {
   BODY,
   type Client,
@@ -354,13 +360,9 @@ export function redisDriver(
       }
       add.apply(pipeline, args);
     }
-    if (bothBounds) pipeline.xtrim(stream, 'MINID', '~', Date.now() - settings.maxAgeMs!);
-    let results: [Error | null, unknown][] | null;
-    try {
-      results = await pipeline.exec();
-    } catch (error) {
-      return failedBatch(batch, error);
-    }
+    const ran = await runBatch(pipeline, batch);
+    if ('outcomes' in ran) return ran.outcomes;
+    const results = ran.replies;
     const refused = results?.find(
       ([error]) => error?.name === 'ReplyError' && SCRIPTING_REFUSED.test(error.message),
     )?.[0];
@@ -397,21 +399,29 @@ export function redisDriver(
       for (const [name, value] of Object.entries(message.headers)) args.push(HEADER + name, value);
       pipeline.xadd(...(args as [string, ...string[]]));
     }
-    // Both bounds: XADD takes one strategy, the other is one XTRIM per batch.
-    if (bothBounds) pipeline.xtrim(stream, 'MINID', '~', Date.now() - settings.maxAgeMs!);
-    let results: [Error | null, unknown][] | null;
-    try {
-      results = await pipeline.exec();
-    } catch (error) {
-      return failedBatch(batch, error);
-    }
+    const ran = await runBatch(pipeline, batch);
+    if ('outcomes' in ran) return ran.outcomes;
+    const results = ran.replies;
     return outcomesOf(batch, (i) => results?.[i]?.[0] ?? (results?.[i] ? undefined : NO_REPLY));
   };
 
-  /** The outcome of every message of a batch whose pipeline failed as a whole (the connection): retryable. */
-  const failedBatch = (batch: readonly OutgoingMessage[], error: unknown): SendOutcome[] => {
-    const failure = new ConnectionError(SCOPE, `XADD failed: ${messageOf(error)}`, { cause: error });
-    return batch.map(() => ({ ok: false, error: failure, retryable: true }));
+  /**
+   * Ends a batch's pipeline with the XTRIM of the second bound (XADD takes one strategy) and runs it: its replies, or
+   * the outcome of every message when the pipeline failed as a whole (the connection: all retryable).
+   */
+  const runBatch = async (
+    pipeline: ChainableCommander,
+    batch: readonly OutgoingMessage[],
+  ): Promise<
+    { readonly replies: [Error | null, unknown][] | null } | { readonly outcomes: SendOutcome[] }
+  > => {
+    if (bothBounds) pipeline.xtrim(stream, 'MINID', '~', Date.now() - settings.maxAgeMs!);
+    try {
+      return { replies: await pipeline.exec() };
+    } catch (error) {
+      const failure = new ConnectionError(SCOPE, `XADD failed: ${messageOf(error)}`, { cause: error });
+      return { outcomes: batch.map(() => ({ ok: false, error: failure, retryable: true })) };
+    }
   };
 
   /**

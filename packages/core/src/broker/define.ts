@@ -4,7 +4,6 @@
  * connection and every reconnect with backoff, resuming consumers, the bounded publish buffer, subscriptions with retries and dead-lettering,
  * graceful drain, idempotent close, and `[parley] [<adapter>]` error prefixes.
  */
-
 import { BrokerClosedError, BrokerConfigError, ConnectionError, PublishError } from '../errors.js';
 import { eventSchemas } from '../events/schemas.js';
 import { encodeEvent } from '../wire/codec.js';

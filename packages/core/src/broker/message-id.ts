@@ -22,11 +22,10 @@ export function messageId(): string {
     next = 0;
   }
   const offset = 16 * next++;
+  random[offset + 6] = (random[offset + 6]! & 0x0f) | 0x40; // version 4
+  random[offset + 8] = (random[offset + 8]! & 0x3f) | 0x80; // variant 10xx
   for (let i = 0; i < 16; i++) {
-    let byte = random[offset + i]!;
-    if (i === 6)
-      byte = (byte & 0x0f) | 0x40; // version 4
-    else if (i === 8) byte = (byte & 0x3f) | 0x80; // variant 10xx
+    const byte = random[offset + i]!;
     const at = AT[i]!;
     scratch[at] = DIGITS[byte >>> 4]!;
     scratch[at + 1] = DIGITS[byte & 0x0f]!;

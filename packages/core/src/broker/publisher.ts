@@ -264,18 +264,12 @@ export class Publisher {
   }
 
   /**
-   * Whether a full batch may go out from inside `publish()`: connected, nothing failed to resend first, room in
-   * flight, and no sender to skip (where one may have a batch in flight, a take scans the queue: not per publish).
+   * Whether a full batch may go out from inside `publish()` (what else a send needs, `#sendBatches` checks): connected,
+   * not between failed rounds, and no sender to skip (where one may have a batch in flight, a take scans the queue:
+   * not per publish).
    */
   #mayEagerlySend(): boolean {
-    return (
-      !this.#oneBatchPerSender &&
-      this.#retry.length === 0 &&
-      this.#failures === 0 &&
-      this.#inFlight.size < this.#maxInFlight &&
-      this.#options.isUp?.() === true &&
-      !this.#abort.signal.aborted
-    );
+    return !this.#oneBatchPerSender && this.#failures === 0 && this.#options.isUp?.() === true;
   }
 
   /** Sends batches while there is something to send and room in flight; each settles when its outcomes come. */
