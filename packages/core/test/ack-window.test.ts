@@ -138,4 +138,65 @@ describe('Holding', () => {
     partition.abort();
     expect(lost).toEqual([still]);
   });
+
+  it('keeps one renewal timer while deliveries come and go one at a time, and stops it once none is held', async () => {
+    const { Holding, held } = await import('../src/broker/held.js');
+    const holding = new Holding(() => {});
+    let renewed = 0;
+    const delivery = (id: string) =>
+      ({
+        id,
+        body: new Uint8Array(0),
+        headers: {},
+        senderId: undefined,
+        redelivered: false,
+        lease: {
+          durationMs: 40,
+          renew: async () => {
+            renewed++;
+          },
+        },
+        ack: async () => {},
+        release: async () => {},
+      }) as Parameters<typeof held>[0];
+    const timers = new Set<unknown>();
+    const realSet = globalThis.setInterval;
+    const realClear = globalThis.clearInterval;
+    let started = 0;
+    globalThis.setInterval = ((...args: Parameters<typeof realSet>) => {
+      started++;
+      const timer = realSet(...args);
+      timers.add(timer);
+      return timer;
+    }) as typeof realSet;
+    globalThis.clearInterval = ((timer: Parameters<typeof realClear>[0]) => {
+      timers.delete(timer);
+      realClear(timer);
+    }) as typeof realClear;
+    try {
+      // A fast handler: each delivery settled before the next arrives.
+      for (let i = 0; i < 100; i++) {
+        const h = held(delivery(String(i)), 1);
+        holding.start(h);
+        expect(holding.stop(h)).toBe(true);
+      }
+      expect(started).toBe(1);
+      // Nothing held once the current callbacks are done: the timer stops.
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(timers.size).toBe(0);
+      // Held for a while: renewed, in the list, and out of it once stopped.
+      const kept = held(delivery('kept'), 1);
+      holding.start(kept);
+      expect(holding.held()).toEqual([kept]);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(renewed).toBeGreaterThan(0);
+      holding.stop(kept);
+      expect(holding.held()).toEqual([]);
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(timers.size).toBe(0);
+    } finally {
+      globalThis.setInterval = realSet;
+      globalThis.clearInterval = realClear;
+    }
+  });
 });

@@ -65,8 +65,11 @@ export class GroupConsumer {
   readonly #readAhead: number;
   readonly #sink: ConsumerSink;
   readonly #ephemeral: boolean;
-  /** Delivered and neither acknowledged nor released, by entry id. */
-  readonly #held = new Map<string, EntryDelivery>();
+  /**
+   * Delivered and neither acknowledged nor released: a count, since nothing looks them up (a Map that filled and
+   * emptied with every read reallocated its table each time).
+   */
+  #held = 0;
   #stopped = false;
   #closing: Promise<void> | undefined;
   #wake: (() => void) | undefined;
@@ -144,7 +147,7 @@ export class GroupConsumer {
     let claimCursor = '0-0';
     const claimEvery = Math.min(Math.max(100, Math.floor(this.#ctx.claimIdleMs / 4)), 5_000);
     while (!this.#stopped) {
-      const room = this.#readAhead - this.#held.size;
+      const room = this.#readAhead - this.#held;
       if (room <= 0) {
         await new Promise<void>((resolve) => (this.#wake = resolve));
         continue;
@@ -255,14 +258,13 @@ export class GroupConsumer {
   }
 
   #deliver(id: string, parsed: ReturnType<typeof parseFields>, count: number): void {
-    const delivery = new EntryDelivery(this, this.#ctx, id, parsed, count);
-    this.#held.set(id, delivery);
-    this.#sink.deliver(delivery);
+    this.#held++;
+    this.#sink.deliver(new EntryDelivery(this, this.#ctx, id, parsed, count));
   }
 
   /** An entry is no longer held (acknowledged, released, its lease lost): room to read another. @internal */
-  settled(id: string): void {
-    this.#held.delete(id);
+  settled(): void {
+    if (this.#held > 0) this.#held--; // none after close(), which handed every one back
     this.#wake?.();
     this.#wake = undefined;
   }
@@ -300,7 +302,7 @@ export class GroupConsumer {
             );
           await pipeline.exec();
         }
-        this.#held.clear();
+        this.#held = 0;
         if (this.#ephemeral) {
           const others = (await c.xinfo('CONSUMERS', this.#ctx.stream, this.group)) as unknown[][];
           if (others.length <= 1) await c.xgroup('DESTROY', this.#ctx.stream, this.group);
@@ -354,7 +356,7 @@ class EntryDelivery implements Delivery, DeliveryLease {
   #settle(): boolean {
     if (this.#settled) return false;
     this.#settled = true;
-    this.#consumer.settled(this.id);
+    this.#consumer.settled();
     return true;
   }
 

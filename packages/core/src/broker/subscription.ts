@@ -93,8 +93,7 @@ export class SubscriptionImpl implements EventStream {
   readonly #ready: Held[] = [];
   /** Per sender: one holder, the others waiting behind it. */
   readonly #senders = new SenderLock<Held>();
-  readonly #held = new Set<Held>();
-  /** Leases renewed and revocations watched, for what is held. */
+  /** What is held (received, not yet settled), its leases renewed and revocations watched. */
   readonly #holding = new Holding((held, error) => {
     if (error !== undefined) this.#report(error);
     this.#revoke(held);
@@ -210,7 +209,7 @@ export class SubscriptionImpl implements EventStream {
   async forceClose(): Promise<void> {
     void this.close();
     this.#force();
-    await Promise.all([...this.#held].map((held) => this.#release(held)));
+    await Promise.all(this.#holding.held().map((held) => this.#release(held)));
     await this.#closePromise;
   }
 
@@ -294,7 +293,7 @@ export class SubscriptionImpl implements EventStream {
       this.#consumer = undefined;
       const stale = this.#consumerId;
       this.#consumerId++; // deliveries of the old consumer are recognised as stale from now on
-      for (const held of [...this.#held]) if (held.consumer <= stale) this.#revoke(held);
+      for (const held of this.#holding.held()) if (held.consumer <= stale) this.#revoke(held);
       await bounded(old?.close(), () => undefined);
       this.#report(
         new ParleyError(`consumer of group "${this.#group}" lost (${why}); resuming`, 'CONSUMER_LOST', {
@@ -403,15 +402,12 @@ export class SubscriptionImpl implements EventStream {
 
   /** Starts holding: lease renewal, and the revocation signal wired to the handler's. */
   #hold(held: Held): void {
-    this.#held.add(held);
     this.#holding.start(held);
   }
 
   /** Stops holding. Returns false when it was already settled (revoked meanwhile, say). */
   #unhold(held: Held): boolean {
-    if (!this.#holding.stop(held)) return false;
-    this.#held.delete(held);
-    return true;
+    return this.#holding.stop(held);
   }
 
   /** The broker took it back: neither ack nor retry it; the handler's signal aborts. */
