@@ -189,6 +189,23 @@ describe('publishing: order, limits, contract errors', () => {
     }
   });
 
+  it("sends a sender's next batch before the callers of its settled one go on", async () => {
+    const inner = memoryDriver({ hub: new MemoryHub(), destination: uniq() });
+    const log: string[] = [];
+    const driver = wrap(inner, (batch, call) => {
+      log.push(`send ${call}`);
+      return inner.send(batch);
+    });
+    const broker = defineBroker(driver, { ...quiet, maxBatch: 10 });
+    await broker.ready();
+    // One sender: its second batch waits for the first one's outcome.
+    const publishes = Array.from({ length: 20 }, (_, n) => broker.publish(event('one-sender', n)));
+    const first = publishes[0]!.then(() => log.push('first publish resolved'));
+    await Promise.all([...publishes, first]);
+    expect(log).toEqual(['send 1', 'send 2', 'first publish resolved']);
+    await broker.close();
+  });
+
   it('gives every message a random (version 4) UUID of its own', async () => {
     const inner = memoryDriver({ hub: new MemoryHub(), destination: uniq() });
     const ids: string[] = [];

@@ -390,6 +390,8 @@ export class Publisher {
       this.#wake();
       return;
     }
+    /** Sent: resolved last, once the next batch is out (their callers' code runs on what they resolve). */
+    const sent: Entry[] = [];
     for (let i = 0; i < batch.length; i++) {
       const entry = batch[i]!;
       let outcome = outcomes[i]!;
@@ -399,7 +401,7 @@ export class Publisher {
         // Sent after an event of its sender that failed (ordered sends): again, after it.
         outcome = { ok: false, retryable: true, error: new PublishError(this.#driver.name, EARLIER_FAILED) };
       }
-      if (outcome.ok) this.#resolve(entry);
+      if (outcome.ok) sent.push(entry);
       else if (outcome.retryable && !this.#abort.signal.aborted) {
         this.#retry.push(entry);
         this.#failedSenders.add(sender);
@@ -416,7 +418,11 @@ export class Publisher {
         );
       }
     }
+    // The next batch goes out now, not once the pump's turn comes: that is after the code of every caller resolved
+    // here (a sender's batches go one at a time, and its next one would wait for all of that).
+    if (this.#retry.length === 0 && this.#failures === 0 && this.#options.isUp?.() === true) this.#sendBatches();
     this.#wake();
+    for (const entry of sent) this.#resolve(entry);
   }
 
   #resolve(entry: Entry): void {
