@@ -64,7 +64,8 @@ export async function run(options = {}) {
   // For setting up and cleaning up only. Each measurement of the baseline makes a client of its own, as each of the
   // adapter's brokers does: one client kept from run to run sent over connections already open (16 of them) and
   // with its endpoint and signing caches warm, which the adapter's new broker has to open and fill while timed
-  // (measured: the baseline's publish 11,200 – 12,000 events/s with one client, 9,600 – 10,800 with one per run).
+  // (measured: the baseline's median publish 11,200 – 12,200 events/s with one client, 9,400 – 10,100 with one
+  // per run).
   const sqs = newClient();
   const keys = { endpoint, region, ...credentials };
   const concurrency = options.concurrency ?? 32;

@@ -420,7 +420,8 @@ export class Publisher {
     }
     // The next batch goes out now, not once the pump's turn comes: that is after the code of every caller resolved
     // here (a sender's batches go one at a time, and its next one would wait for all of that).
-    if (this.#retry.length === 0 && this.#failures === 0 && this.#options.isUp?.() === true) this.#sendBatches();
+    if (this.#retry.length === 0 && this.#failures === 0 && this.#options.isUp?.() === true)
+      this.#sendBatches();
     this.#wake();
     for (const entry of sent) this.#resolve(entry);
   }
