@@ -168,7 +168,9 @@ export class Publisher {
       queueMicrotask(() => void this.#pump());
     }
     // A full batch goes out at once, while the caller is still publishing: the broker works on it meanwhile.
-    if (this.#queue.length >= this.#maxBatch && this.#mayEagerlySend()) this.#sendBatches();
+    // Not where a sender may have a batch in flight: a take then scans the queue, not to be done per publish.
+    if (this.#queue.length >= this.#maxBatch && !this.#oneBatchPerSender && this.#maySendNow())
+      this.#sendBatches();
     return promise;
   }
 
@@ -264,12 +266,11 @@ export class Publisher {
   }
 
   /**
-   * Whether a full batch may go out from inside `publish()` (what else a send needs, `#sendBatches` checks): connected,
-   * not between failed rounds, and no sender to skip (where one may have a batch in flight, a take scans the queue:
-   * not per publish).
+   * Whether a batch may go out outside the pump's turn, from inside `publish()` or as a batch settles (what else a
+   * send needs, `#sendBatches` checks): connected and not between failed rounds, which the pump paces.
    */
-  #mayEagerlySend(): boolean {
-    return !this.#oneBatchPerSender && this.#failures === 0 && this.#options.isUp?.() === true;
+  #maySendNow(): boolean {
+    return this.#failures === 0 && this.#options.isUp?.() === true;
   }
 
   /** Sends batches while there is something to send and room in flight; each settles when its outcomes come. */
@@ -420,8 +421,7 @@ export class Publisher {
     }
     // The next batch goes out now, not once the pump's turn comes: that is after the code of every caller resolved
     // here (a sender's batches go one at a time, and its next one would wait for all of that).
-    if (this.#retry.length === 0 && this.#failures === 0 && this.#options.isUp?.() === true)
-      this.#sendBatches();
+    if (this.#maySendNow()) this.#sendBatches();
     this.#wake();
     for (const entry of sent) this.#resolve(entry);
   }
