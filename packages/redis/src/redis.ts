@@ -360,28 +360,27 @@ export function redisDriver(
       }
       add.apply(pipeline, args);
     }
-    const ran = await runBatch(pipeline, batch);
-    if ('outcomes' in ran) return ran.outcomes;
-    const results = ran.replies;
-    const refused = results?.find(
-      ([error]) => error?.name === 'ReplyError' && SCRIPTING_REFUSED.test(error.message),
-    )?.[0];
-    if (refused) {
-      scripting = false;
-      warn(
-        `[parley] [redis] the server refused the publishing script (${refused.message}): entries are added by pipelined XADD from now on, which takes the client about twice the work. Allow EVALSHA and EVAL (ACL category @scripting) to this user for the faster path.`,
-      );
-      // A refusal is for every call alike: nothing was added.
-      if (results!.every(([error]) => error !== null)) return undefined;
-    }
-    return outcomesOf(batch, (i) => {
-      const [error, ids] = results?.[Math.floor(i / SCRIPT_ENTRIES)] ?? [NO_REPLY, undefined];
-      // A call refused while scripting was being given up on is sent again, by XADD.
-      if (error)
-        return SCRIPTING_REFUSED.test(error.message) ? new ConnectionError(SCOPE, error.message) : error;
-      const id = (ids as unknown[] | undefined)?.[i % SCRIPT_ENTRIES];
-      if (typeof id !== 'string') return NO_REPLY;
-      return id.startsWith('!') ? (new ReplyError(id.slice(1)) as Error) : undefined;
+    return runBatch(pipeline, batch, (results) => {
+      const refused = results?.find(
+        ([error]) => error?.name === 'ReplyError' && SCRIPTING_REFUSED.test(error.message),
+      )?.[0];
+      if (refused) {
+        scripting = false;
+        warn(
+          `[parley] [redis] the server refused the publishing script (${refused.message}): entries are added by pipelined XADD from now on, which takes the client about twice the work. Allow EVALSHA and EVAL (ACL category @scripting) to this user for the faster path.`,
+        );
+        // A refusal is for every call alike: nothing was added.
+        if (results!.every(([error]) => error !== null)) return undefined;
+      }
+      return outcomesOf(batch, (i) => {
+        const [error, ids] = results?.[Math.floor(i / SCRIPT_ENTRIES)] ?? [NO_REPLY, undefined];
+        // A call refused while scripting was being given up on is sent again, by XADD.
+        if (error)
+          return SCRIPTING_REFUSED.test(error.message) ? new ConnectionError(SCOPE, error.message) : error;
+        const id = (ids as unknown[] | undefined)?.[i % SCRIPT_ENTRIES];
+        if (typeof id !== 'string') return NO_REPLY;
+        return id.startsWith('!') ? (new ReplyError(id.slice(1)) as Error) : undefined;
+      });
     });
   };
 
@@ -399,29 +398,29 @@ export function redisDriver(
       for (const [name, value] of Object.entries(message.headers)) args.push(HEADER + name, value);
       pipeline.xadd(...(args as [string, ...string[]]));
     }
-    const ran = await runBatch(pipeline, batch);
-    if ('outcomes' in ran) return ran.outcomes;
-    const results = ran.replies;
-    return outcomesOf(batch, (i) => results?.[i]?.[0] ?? (results?.[i] ? undefined : NO_REPLY));
+    return runBatch(pipeline, batch, (results) =>
+      outcomesOf(batch, (i) => results?.[i]?.[0] ?? (results?.[i] ? undefined : NO_REPLY)),
+    );
   };
 
   /**
-   * Ends a batch's pipeline with the XTRIM of the second bound (XADD takes one strategy) and runs it: its replies, or
-   * the outcome of every message when the pipeline failed as a whole (the connection: all retryable).
+   * Ends a batch's pipeline with the XTRIM of the second bound (XADD takes one strategy) and runs it: `outcomes` of
+   * its replies, or the outcome of every message when the pipeline failed as a whole (the connection: all retryable).
    */
-  const runBatch = async (
+  const runBatch = async <T>(
     pipeline: ChainableCommander,
     batch: readonly OutgoingMessage[],
-  ): Promise<
-    { readonly replies: [Error | null, unknown][] | null } | { readonly outcomes: SendOutcome[] }
-  > => {
+    outcomes: (replies: [Error | null, unknown][] | null) => T,
+  ): Promise<T | SendOutcome[]> => {
     if (bothBounds) pipeline.xtrim(stream, 'MINID', '~', Date.now() - settings.maxAgeMs!);
+    let replies: [Error | null, unknown][] | null;
     try {
-      return { replies: await pipeline.exec() };
+      replies = await pipeline.exec();
     } catch (error) {
       const failure = new ConnectionError(SCOPE, `XADD failed: ${messageOf(error)}`, { cause: error });
-      return { outcomes: batch.map(() => ({ ok: false, error: failure, retryable: true })) };
+      return batch.map(() => ({ ok: false, error: failure, retryable: true }));
     }
+    return outcomes(replies);
   };
 
   /**
