@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { AckWindow } from '../src/broker/ack-window.js';
+import type { Delivery } from '../src/broker/contract.js';
 
 describe('AckWindow', () => {
   it('commits only over a contiguous acknowledged prefix', () => {
@@ -92,6 +93,18 @@ describe('AckWindow', () => {
 });
 
 describe('Holding', () => {
+  /** A delivery that does nothing when settled, with its revocation signal or lease. */
+  const deliveryOf = (id: string, more: Pick<Delivery, 'revoked' | 'lease'>): Delivery => ({
+    id,
+    body: new Uint8Array(0),
+    headers: {},
+    senderId: undefined,
+    redelivered: false,
+    ...more,
+    ack: async () => {},
+    release: async () => {},
+  });
+
   it('watches a shared revocation signal with one listener for good, however often its held set empties', async () => {
     const { Holding, held } = await import('../src/broker/held.js');
     const lost: unknown[] = [];
@@ -109,17 +122,7 @@ describe('Holding', () => {
       removed++;
       remove(...args);
     }) as typeof remove;
-    const delivery = (id: string) =>
-      ({
-        id,
-        body: new Uint8Array(0),
-        headers: {},
-        senderId: undefined,
-        redelivered: false,
-        revoked: partition.signal,
-        ack: async () => {},
-        release: async () => {},
-      }) as Parameters<typeof held>[0];
+    const delivery = (id: string) => deliveryOf(id, { revoked: partition.signal });
     // One at a time, as a fast handler acknowledges each before the next arrives.
     for (let i = 0; i < 100; i++) {
       const h = held(delivery(String(i)), 1);
@@ -143,22 +146,13 @@ describe('Holding', () => {
     const { Holding, held } = await import('../src/broker/held.js');
     const holding = new Holding(() => {});
     let renewed = 0;
-    const delivery = (id: string) =>
-      ({
-        id,
-        body: new Uint8Array(0),
-        headers: {},
-        senderId: undefined,
-        redelivered: false,
-        lease: {
-          durationMs: 40,
-          renew: async () => {
-            renewed++;
-          },
-        },
-        ack: async () => {},
-        release: async () => {},
-      }) as Parameters<typeof held>[0];
+    const lease = {
+      durationMs: 40,
+      renew: async () => {
+        renewed++;
+      },
+    };
+    const delivery = (id: string) => deliveryOf(id, { lease });
     const timers = new Set<unknown>();
     const realSet = globalThis.setInterval;
     const realClear = globalThis.clearInterval;
