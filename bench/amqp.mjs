@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 import { amqpBroker } from '@parley/amqp';
 import { stringifyEvent } from '@parley/core';
 import { connect } from 'amqplib';
-import { benchBroker, bodiesFor, envelopes, publishRate } from './brokers.mjs';
+import { benchBroker, bodiesFor, envelopes, publishRate, stringifyAll } from './brokers.mjs';
 import { fmt, median, table } from './harness.mjs';
 
 const AMQP_URL = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
@@ -128,9 +128,7 @@ async function rawPublish(destination, bodies, { envelopes: events }) {
     const channel = await connection.createConfirmChannel();
     await declare(channel, destination, [destination]);
     const start = performance.now();
-    let encoded = 0;
-    for (const event of events) encoded += Buffer.from(JSON.stringify(event)).length;
-    if (encoded === 0) throw new Error('nothing encoded');
+    stringifyAll(events);
     await publishAll(channel, destination, bodies);
     const ms = performance.now() - start;
     await channel.close();

@@ -10,7 +10,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { kafkaBroker } from '@parley/kafka';
 import { Kafka, logLevel } from 'kafkajs';
-import { benchBroker, verdict } from './brokers.mjs';
+import { benchBroker, stringifyAll, verdict } from './brokers.mjs';
 
 const BATCH = 500;
 const rasaEnvironment = process.env.RASA_ENVIRONMENT ?? 'RASA_ENVIRONMENT_NOT_SET';
@@ -77,9 +77,7 @@ export async function run(options = {}) {
       await producer.connect();
       try {
         const start = performance.now();
-        let encoded = 0;
-        for (const event of envelopes) encoded += Buffer.from(JSON.stringify(event)).length;
-        if (encoded === 0) throw new Error('nothing encoded');
+        stringifyAll(envelopes);
         await sendAll(producer, destination, bodies);
         return performance.now() - start;
       } finally {

@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { redisBroker } from '@parley/redis';
 import { Redis } from 'ioredis';
-import { benchBroker, verdict } from './brokers.mjs';
+import { benchBroker, stringifyAll, verdict } from './brokers.mjs';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const PIPELINE = 500;
@@ -73,9 +73,7 @@ export async function run(options = {}) {
     try {
       await c.ping();
       const start = performance.now();
-      let encoded = 0;
-      for (const event of envelopes) encoded += Buffer.from(JSON.stringify(event)).length;
-      if (encoded === 0) throw new Error('nothing encoded');
+      stringifyAll(envelopes);
       await addAll(c, destination, bodies, envelopes);
       return performance.now() - start;
     } finally {

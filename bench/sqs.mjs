@@ -11,7 +11,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { sqsBroker } from '@parley/sqs';
-import { benchBroker, verdict } from './brokers.mjs';
+import { benchBroker, stringifyAll, verdict } from './brokers.mjs';
 
 const sqsPackage = createRequire(import.meta.url).resolve('@parley/sqs/package.json');
 const fromSqs = createRequire(sqsPackage);
@@ -114,9 +114,7 @@ export async function run(options = {}) {
     try {
       const url = await queueUrl(client, destination);
       const start = performance.now();
-      let encoded = 0;
-      for (const event of envelopes) encoded += Buffer.from(JSON.stringify(event)).length;
-      if (encoded === 0) throw new Error('nothing encoded');
+      stringifyAll(envelopes);
       await sendAll(client, url, bodies, envelopes);
       return performance.now() - start;
     } finally {
