@@ -54,8 +54,8 @@ export async function joinGroup(
   });
 
   /**
-   * Per partition: the window of held offsets, the held ones, and the signal that tells them all the partition was
-   * revoked (one for the partition, not one per delivery).
+   * Per partition: the window of held offsets, how many deliveries it holds, and the signal that tells them all the
+   * partition was revoked (one for the partition, not one per delivery).
    */
   const partitions = new Map<number, PartitionState>();
   let unacked = 0;
@@ -75,8 +75,10 @@ export async function joinGroup(
     for (const wake of woken) wake();
   };
   const holder: Member = {
-    settle(state, offset) {
-      if (!state.held.delete(offset)) return false;
+    settle(state) {
+      // A revoked partition's deliveries were forgotten at once (see revoke).
+      if (state.revoked.signal.aborted) return false;
+      state.held--;
       unacked--;
       if (unacked <= resumeAt || stopped) notify();
       return true;
@@ -117,8 +119,8 @@ export async function joinGroup(
     partitions.delete(partition);
     // Forgotten before they are told: an ack or release of a revoked delivery then settles nothing, and read-ahead
     // room is counted once (it was counted again when core released a revoked delivery later).
-    unacked -= state.held.size;
-    state.held.clear();
+    unacked -= state.held;
+    state.held = 0;
     state.revoked.abort();
     notify();
   };
@@ -176,7 +178,7 @@ export async function joinGroup(
         state = {
           partition,
           window: new AckWindow<number>(offset),
-          held: new Set(),
+          held: 0,
           released: new Set(),
           revoked: new AbortController(),
         };
@@ -215,7 +217,7 @@ export async function joinGroup(
       if (!isRunning() || stale() || stopped || partitions.get(partition) !== state) return resolveRun();
       if (again) state.released.delete(offset);
       else state.window.add(offset, offset + 1);
-      state.held.add(offset);
+      state.held++;
       unacked++;
       const delivery = new KafkaDelivery(holder, state, message, offset, again);
       resolved = message.offset;
@@ -274,7 +276,11 @@ interface PartitionState {
   readonly partition: number;
   /** The held offsets: committed only up to the last contiguous acknowledged one. */
   readonly window: AckWindow<number>;
-  readonly held: Set<number>;
+  /**
+   * How many deliveries of it are held: a count, each delivery knowing whether it still is (a Set of offsets, filled
+   * and emptied by every fetch, showed in profiles).
+   */
+  held: number;
   /** Released offsets, delivered again when the seek back fetches them. */
   readonly released: Set<number>;
   /** Aborted when the partition is revoked: one signal for all its deliveries. */
@@ -283,8 +289,8 @@ interface PartitionState {
 
 /** What a delivery needs of its member. */
 interface Member {
-  /** No longer held: true the first time (read-ahead room counted once). */
-  settle(state: PartitionState, offset: number): boolean;
+  /** A held delivery of the partition is settled: false if the partition was revoked (its room already counted). */
+  settle(state: PartitionState): boolean;
   /** The partition is still this member's, as it was when the message was delivered. */
   current(state: PartitionState): boolean;
   commit(partition: number): Promise<void>;
@@ -306,6 +312,8 @@ class KafkaDelivery implements Delivery {
   readonly #member: Member;
   readonly #state: PartitionState;
   readonly #offset: number;
+  /** Still held: settled once (read-ahead room counted once). */
+  #held = true;
 
   constructor(member: Member, state: PartitionState, message: KafkaMessage, offset: number, again: boolean) {
     this.#member = member;
@@ -324,7 +332,7 @@ class KafkaDelivery implements Delivery {
   ack(): Promise<void> {
     const state = this.#state;
     const offset = this.#offset;
-    if (!this.#member.settle(state, offset)) return RESOLVED;
+    if (!this.#settle()) return RESOLVED;
     if (state.window.ack(offset) && this.#member.current(state)) return this.#member.commit(state.partition);
     return RESOLVED;
   }
@@ -333,9 +341,15 @@ class KafkaDelivery implements Delivery {
     // A partition is a log: a released message stays unacknowledged in its window (holding the commit) and the
     // consumer seeks back to it, so it is fetched and delivered again; newer held ones are skipped.
     const state = this.#state;
-    if (!this.#member.settle(state, this.#offset) || !this.#member.current(state)) return;
+    if (!this.#settle() || !this.#member.current(state)) return;
     state.released.add(this.#offset);
     this.#member.seek(state.partition, String(this.#offset));
+  }
+
+  #settle(): boolean {
+    if (!this.#held) return false;
+    this.#held = false;
+    return this.#member.settle(this.#state);
   }
 }
 

@@ -141,7 +141,10 @@ export function kafkaDriver(
     const m = inPlaceOfTooLarge(original);
     return {
       key: settings.partitionBySender ? Buffer.from(m.senderId, 'utf8') : null,
-      value: Buffer.from(m.body.buffer, m.body.byteOffset, m.body.byteLength),
+      // Core's encoder hands over Buffers already: a view is made only of another Uint8Array.
+      value: Buffer.isBuffer(m.body)
+        ? m.body
+        : Buffer.from(m.body.buffer, m.body.byteOffset, m.body.byteLength),
       // Rasa sends exactly this header; Parley's own (publish options) travel beside it.
       headers: hasHeaders(m.headers) ? { ...m.headers, RASA_ENVIRONMENT: rasaEnvironment } : environmentOnly,
     };
