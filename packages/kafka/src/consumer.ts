@@ -77,7 +77,7 @@ export async function joinGroup(
   const holder: Member = {
     settle(state) {
       // A revoked partition's deliveries were forgotten at once (see revoke).
-      if (state.revoked.signal.aborted) return false;
+      if (state.forgotten) return false;
       state.held--;
       unacked--;
       if (unacked <= resumeAt || stopped) notify();
@@ -121,6 +121,7 @@ export async function joinGroup(
     // room is counted once (it was counted again when core released a revoked delivery later).
     unacked -= state.held;
     state.held = 0;
+    state.forgotten = true;
     state.revoked.abort();
     notify();
   };
@@ -179,6 +180,7 @@ export async function joinGroup(
           partition,
           window: new AckWindow<number>(offset),
           held: 0,
+          forgotten: false,
           released: new Set(),
           revoked: new AbortController(),
         };
@@ -281,6 +283,11 @@ interface PartitionState {
    * and emptied by every fetch, showed in profiles).
    */
   held: number;
+  /**
+   * Revoked: its held deliveries no longer count (a plain field, read per ack, where the signal's `aborted` is a
+   * checked getter).
+   */
+  forgotten: boolean;
   /** Released offsets, delivered again when the seek back fetches them. */
   readonly released: Set<number>;
   /** Aborted when the partition is revoked: one signal for all its deliveries. */
