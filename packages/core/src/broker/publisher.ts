@@ -36,6 +36,20 @@ class Entry implements OutgoingMessage {
   ) {}
 }
 
+/**
+ * The resolving functions of the promise just made: one executor for every publish, not a closure (and its
+ * context) per publish around the entry. Emptied once taken, so that nothing keeps the last promise alive.
+ */
+const nothing = (): void => {};
+const captured: { resolve: () => void; reject: (error: Error) => void } = {
+  resolve: nothing,
+  reject: nothing,
+};
+const capture = (resolve: () => void, reject: (error: Error) => void): void => {
+  captured.resolve = resolve;
+  captured.reject = reject;
+};
+
 /** A batch sent, with its outcomes once they came. */
 interface InFlight {
   readonly batch: Entry[];
@@ -64,6 +78,8 @@ export class Publisher {
   readonly #maxBatchBytes: number;
   readonly #maxInFlight: number;
   readonly #maxMessageBytes: number;
+  /** The driver reads message ids: one is made per publish (else `id` is ''). */
+  readonly #messageIds: boolean;
   /** Waiting to be sent, in publish order. */
   #queue: Entry[] = [];
   /** How many entries of each sender wait in the queue: a take finds out at once when every one is busy. */
@@ -107,6 +123,7 @@ export class Publisher {
     this.#maxBatchBytes = limits.maxBatchBytes ?? Number.POSITIVE_INFINITY;
     this.#maxInFlight = Math.max(1, limits.maxInFlightBatches ?? DEFAULT_IN_FLIGHT_BATCHES);
     this.#orderedSends = limits.orderedSends === true;
+    this.#messageIds = limits.messageIds !== false;
     this.#oneBatchPerSender = !this.#orderedSends && driver.capabilities.ordering !== 'none';
     this.#maxMessageBytes = Math.min(
       limits.maxMessageBytes ?? Number.POSITIVE_INFINITY,
@@ -151,11 +168,12 @@ export class Publisher {
         new BufferFullError(scope, this.#pending, `${this.#bytes} bytes, limit ${this.#options.bufferBytes}`),
       );
     }
-    const entry = new Entry(this.#seq++, messageId(), body, senderId, eventName, headers);
-    const promise = new Promise<void>((resolve, reject) => {
-      entry.resolve = resolve;
-      entry.reject = reject;
-    });
+    const id = this.#messageIds ? messageId() : '';
+    const entry = new Entry(this.#seq++, id, body, senderId, eventName, headers);
+    const promise = new Promise<void>(capture);
+    entry.resolve = captured.resolve;
+    entry.reject = captured.reject;
+    captured.resolve = captured.reject = nothing;
     this.#pending++;
     this.#bytes += size;
     this.#queued(senderId, 1);
