@@ -223,6 +223,22 @@ describe('publishing: order, limits, contract errors', () => {
     expect(new Set(ids.join('').replaceAll('-', ''))).toEqual(new Set('0123456789abcdef'));
   });
 
+  it('makes no message ids for a driver that declares it has no use for them', async () => {
+    const inner = memoryDriver({ hub: new MemoryHub(), destination: uniq() });
+    const ids: string[] = [];
+    const driver = {
+      ...wrap(inner, (batch) => {
+        for (const message of batch) ids.push(message.id);
+        return inner.send(batch);
+      }),
+      limits: { ...inner.limits, messageIds: false },
+    };
+    const broker = defineBroker(driver, quiet);
+    await Promise.all(Array.from({ length: 50 }, (_, n) => broker.publish(event(`s${n % 7}`, n))));
+    await broker.close();
+    expect(ids).toEqual(Array.from({ length: 50 }, () => ''));
+  });
+
   it("with ordered sends, sends a sender's later successes again after its failed batch: never reordered", async () => {
     const hub = new MemoryHub();
     const destination = uniq();

@@ -350,6 +350,11 @@ export interface PublishLimits {
   readonly orderedSends?: boolean;
   /** The largest body the broker takes: a bigger event's publish rejects at once, naming the limit. */
   readonly maxMessageBytes?: number;
+  /**
+   * Whether `send()` reads each message's `id`. A driver whose broker has no place for it (Kafka's records carry no
+   * id) declares `false`, and core makes none: `id` is then `''`. Default true.
+   */
+  readonly messageIds?: boolean;
 }
 
 /** How a delivery stays with its consumer: the broker hands it to a peer when it is not renewed in time. */
