@@ -152,9 +152,10 @@ export async function run(options = {}) {
         consume: rawConsume,
       },
       // Each measurement uses a fresh topic: 10,000 events ≈ 4 MB over 4 partitions, under the mock's ~5 MB each.
-      // 11 runs, not 7: the mock cluster's pace varies most of all the brokers' (per-run ratios 0.7 – 1.3 for the
-      // same code), and a median of more runs moves less from one bench to the next.
-      options: { events: 10_000, runs: 11, ...options },
+      // 21 runs, not 7: the mock cluster's pace varies most of all the brokers' (per-run ratios 0.6 – 1.6 for the
+      // same code, on both sides), and a median of more runs moves less from one bench to the next (with 11, three
+      // benches of the same code gave publish ratios of 0.73 – 0.84 and consume ratios of 0.87 – 1.13).
+      options: { events: 10_000, runs: 21, ...options },
     });
     console.log('');
     verdict('publish', result.publishRatio, result.publishRatios, 0.9);
