@@ -396,7 +396,7 @@ export class Publisher {
   #settle(batch: Entry[], outcomes: readonly SendOutcome[]): void {
     if (!this.#inFlight.delete(batch)) return; // rejected by close() meanwhile
     this.#blocked = false;
-    for (const entry of batch) this.#busySenders.delete(entry.senderId);
+    if (this.#busySenders.size > 0) for (const entry of batch) this.#busySenders.delete(entry.senderId);
     if (outcomes.length !== batch.length) {
       // A driver bug, not an outage: retrying would loop forever and blame the broker at close.
       const error = new ParleyError(

@@ -109,6 +109,12 @@ const floatHints = new Map<string, FloatHints>(
   }),
 );
 
+/** The encoder's options for an event built in JS, one object per event type (the encoder only reads them). */
+const floatOptions = new Map<string, PythonEncodeOptions>(
+  [...floatHints].map(([name, floats]) => [name, { floats }]),
+);
+const baseFloatOptions: PythonEncodeOptions = { floats: baseFloats };
+
 /**
  * Encodes an envelope to UTF-8 bytes.
  * @throws EventValidationError when the event is invalid, or has an unknown name without `unknownEventMark` (and
@@ -138,7 +144,7 @@ function pythonOptions(
     // A decoded envelope: its source text says which integral numbers were floats, when one needs saying.
     const source = SourceText.of(envelope);
     if (source !== undefined) return { source };
-    return { floats: floatHints.get(envelope.event) ?? baseFloats };
+    return floatOptions.get(envelope.event) ?? baseFloatOptions;
   }
   // JSON.stringify would turn Python's NaN and Infinity into null. A decoded event can hold them (Rasa may write
   // them), so one whose source had such a token keeps them, as Python writes them: Rasa's consumers and Parley read
