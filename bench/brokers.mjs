@@ -96,23 +96,27 @@ export async function benchBroker({
   const timed = measures(batch);
   for (const measure of Object.values(timed)) await measure?.();
   for (let run = 0; run < runs; run++) {
-    // Each pair in turn, who goes first alternating per run, so that what the other left behind (the broker still
-    // busy with it, garbage to collect) weighs on both alike.
-    for (const [ours, theirs] of [
-      ['publish', 'publishBase'],
-      ['consume', 'consumeBase'],
-    ]) {
-      for (const name of run % 2 ? [theirs, ours] : [ours, theirs]) {
-        if (!timed[name]) continue;
-        // The previous measurement's young garbage is not this one's to collect. A minor collection, not a full
-        // one: a forced full collection, right after a run's clients and subscriptions died, made V8 throw away
-        // optimized code (`--trace-deopt`: "marking dependent code … reason: weak objects"; measured on Redis,
-        // about 50 functions of the adapter's and 20 of the raw client's per collection), so every run compiled
-        // its hot path again, which an application keeping its broker never does. Older garbage goes as in any
-        // process, by V8's own collections, in whichever side's run they fall.
-        globalThis.gc?.({ type: 'minor' });
-        results[name].push(await timed[name]());
-      }
+    // Each pair back to back, who goes first alternating per run, and the pairs in an order that gives every
+    // measurement the same predecessors on both sides, so that what one left behind (the broker still busy with it,
+    // old garbage that the next one collects) weighs on both alike. Two runs make a cycle: publish, publishBase,
+    // consumeBase, consume; then consume, consumeBase, publishBase, publish. Each measurement then follows one of
+    // the adapter's and one of the baseline's, and what each left behind falls once on either side. (With the
+    // publish pair always first, the adapter's consume always came after a baseline measurement and the baseline's
+    // consume always after one of the adapter's, which leave more garbage.)
+    const order =
+      run % 2 === 0
+        ? ['publish', 'publishBase', 'consumeBase', 'consume']
+        : ['consume', 'consumeBase', 'publishBase', 'publish'];
+    for (const name of order) {
+      if (!timed[name]) continue;
+      // The previous measurement's young garbage is not this one's to collect. A minor collection, not a full one:
+      // a forced full collection, right after a run's clients and subscriptions died, made V8 throw away optimized
+      // code (`--trace-deopt`: "marking dependent code … reason: weak objects"; measured on Redis, about 50
+      // functions of the adapter's and 20 of the raw client's per collection), so every run compiled its hot path
+      // again, which an application keeping its broker never does. Older garbage goes as in any process, by V8's
+      // own collections, in whichever measurement they fall (see the order above).
+      globalThis.gc?.({ type: 'minor' });
+      results[name].push(await timed[name]());
     }
   }
   results.latency = await latencies(create, rate, seconds, cleanup);
