@@ -96,8 +96,9 @@ const entityFloats: FloatHints = {
   '*': { confidence: true, confidence_entity: true, confidence_role: true },
 };
 const baseFloats: FloatHints = { timestamp: true, anonymized_at: true };
-const floatHints = new Map<string, FloatHints>(
-  Object.entries({
+/** The encoder's options for an event built in JS, one object per event type (the encoder only reads them). */
+const floatOptions = new Map<string, PythonEncodeOptions>(
+  Object.entries<FloatHints>({
     user: {
       ...baseFloats,
       parse_data: { intent: intentFloats, intent_ranking: { '*': intentFloats }, entities: entityFloats },
@@ -106,12 +107,7 @@ const floatHints = new Map<string, FloatHints>(
     action_execution_rejected: { ...baseFloats, confidence: true },
     entities: { ...baseFloats, entities: entityFloats },
     reminder: { ...baseFloats, entities: entityFloats },
-  }),
-);
-
-/** The encoder's options for an event built in JS, one object per event type (the encoder only reads them). */
-const floatOptions = new Map<string, PythonEncodeOptions>(
-  [...floatHints].map(([name, floats]) => [name, { floats }]),
+  }).map(([name, floats]) => [name, { floats }]),
 );
 const baseFloatOptions: PythonEncodeOptions = { floats: baseFloats };
 
